@@ -1,0 +1,136 @@
+//! The JSON shapes of the API, shared with the CLI (which deserializes them).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Every error response: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `not_found`, `invalid_bundle`.
+    pub code: String,
+    /// What went wrong and what to do about it.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WhoAmI {
+    pub user: String,
+    pub role: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AppInfo {
+    pub name: String,
+    /// `job` or `service`.
+    pub kind: String,
+    pub active_version: Option<i64>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub created_by: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct VersionInfo {
+    pub number: i64,
+    pub active: bool,
+    pub bundle_sha256: String,
+    pub bundle_size: i64,
+    pub file_count: i64,
+    pub created_at: String,
+    pub created_by: String,
+    /// The validated manifest, with inferred kind and command filled in.
+    #[schema(value_type = Object)]
+    pub manifest: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeployResult {
+    pub app: AppInfo,
+    pub version: VersionInfo,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RollbackRequest {
+    pub version: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct RunCreateRequest {
+    /// String parameters, given to the job as JSON in `WHARF_PARAMS`.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// Requests with the same key start one run.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RunInfo {
+    pub id: String,
+    pub app: String,
+    pub version: i64,
+    /// queued, starting, running, succeeded, failed, timed_out, cancelled or lost.
+    pub state: String,
+    /// manual or retry.
+    pub trigger: String,
+    pub triggered_by: Option<String>,
+    pub params: BTreeMap<String, String>,
+    pub attempt: i64,
+    pub retry_of: Option<String>,
+    pub retried_by: Option<String>,
+    pub exit_code: Option<i64>,
+    pub exit_signal: Option<i64>,
+    pub error: Option<String>,
+    pub queued_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub duration_ms: Option<i64>,
+}
+
+/// One captured line of a run's output.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LogLine {
+    /// RFC 3339 UTC time the line was captured.
+    pub t: String,
+    /// `out`, `err`, or `wharf` for the supervisor's own messages.
+    pub s: String,
+    /// The line, without its newline.
+    pub l: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LogPage {
+    pub lines: Vec<LogLine>,
+    /// Pass as `offset` to continue after these lines.
+    pub next_offset: u64,
+    /// True when the run has ended and every line was returned.
+    pub complete: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OutputFile {
+    /// Path relative to the run's output folder, '/'-separated.
+    pub path: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OutputList {
+    /// Where the outputs are on the server's file system.
+    pub location: String,
+    pub files: Vec<OutputFile>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Readiness {
+    pub ready: bool,
+    pub version: String,
+    pub sandbox: String,
+}

@@ -1,0 +1,116 @@
+//! The HTTP API of Wharf: REST under `/api/v1` (with its OpenAPI document at
+//! `/api/v1/openapi.json`), and `/healthz` and `/readyz`. Only this crate knows routes.
+//!
+//! Layer order (outermost first): tracing of every request, then the body limit, then
+//! routing; authentication is an extractor on each handler, so a handler without a
+//! `Caller` argument is public by construction (only the health endpoints are).
+
+mod apps;
+pub mod auth;
+pub mod dto;
+mod error;
+mod health;
+mod logs;
+mod runs;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use utoipa::OpenApi;
+use wharf_control::Control;
+
+pub use crate::error::{ApiError, ApiResult};
+
+/// Largest JSON request body.
+pub const JSON_BODY_LIMIT: usize = 1024 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct ApiState {
+    pub control: Control,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Wharf API", description = "Deploy and run R and Python data work."),
+    paths(
+        health::healthz, health::readyz, health::whoami,
+        apps::list_apps, apps::get_app, apps::deploy, apps::list_versions, apps::rollback,
+        apps::delete_app,
+        runs::create_run, runs::list_runs, runs::get_run, runs::cancel_run,
+        logs::run_logs, logs::list_outputs, logs::get_output,
+    ),
+    components(schemas(
+        dto::ErrorBody, dto::ErrorDetail, dto::WhoAmI, dto::AppInfo, dto::VersionInfo,
+        dto::DeployResult, dto::RollbackRequest, dto::RunCreateRequest, dto::RunInfo,
+        dto::LogLine, dto::LogPage, dto::OutputFile, dto::OutputList, dto::Readiness,
+    )),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The whole HTTP application.
+pub fn router(state: ApiState) -> Router {
+    let max_bundle = state.control.config().max_bundle_size as usize;
+    let api = Router::new()
+        .route("/openapi.json", get(openapi_document))
+        .route("/whoami", get(health::whoami))
+        .route("/apps", get(apps::list_apps))
+        .route("/apps/{app}", get(apps::get_app).delete(apps::delete_app))
+        .route(
+            "/apps/{app}/versions",
+            get(apps::list_versions)
+                // The control plane enforces the bundle limit while streaming.
+                .post(apps::deploy)
+                .layer(DefaultBodyLimit::max(max_bundle.saturating_add(1))),
+        )
+        .route("/apps/{app}/rollback", post(apps::rollback))
+        .route(
+            "/apps/{app}/runs",
+            post(runs::create_run).get(runs::list_app_runs),
+        )
+        .route("/runs", get(runs::list_runs))
+        .route("/runs/{id}", get(runs::get_run))
+        .route("/runs/{id}/cancel", post(runs::cancel_run))
+        .route("/runs/{id}/logs", get(logs::run_logs))
+        .route("/runs/{id}/outputs", get(logs::list_outputs))
+        .route("/runs/{id}/outputs/{*path}", get(logs::get_output))
+        .fallback(api_not_found);
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .nest("/api/v1", api)
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn openapi_document(_caller: auth::Caller) -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(ApiDoc::openapi())
+}
+
+async fn api_not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "no API endpoint at {}; the API document is at /api/v1/openapi.json",
+        uri.path()
+    ))
+}
+
+/// Formats stored unix milliseconds as RFC 3339 UTC.
+pub(crate) fn rfc3339(millis: i64) -> String {
+    wharf_store::millis_to_utc(millis).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

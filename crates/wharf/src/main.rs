@@ -1,0 +1,41 @@
+//! `wharf`: the server and its command-line client in one binary.
+
+mod cli;
+mod client;
+mod commands;
+mod deploy;
+mod follow;
+mod server;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    // The per-workload supervisor is this binary re-executed; it must start before any
+    // runtime or thread exists.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.len() == 3 && args[1] == "__shim" {
+        let code = wharf_runtime::shim_main(std::path::Path::new(&args[2]));
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
+
+    let cli = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(cli::dispatch(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}

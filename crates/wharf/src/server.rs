@@ -1,0 +1,221 @@
+//! `wharf server`: configuration (defaults < TOML file < `WHARF_*` env < flags), the
+//! first-start bootstrap, and the HTTP listener with graceful shutdown.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use wharf_control::{Control, ControlConfig, SandboxPolicy};
+use wharf_model::duration::{parse_duration, parse_size};
+
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    /// A TOML configuration file (also WHARF_CONFIG).
+    #[arg(long, env = "WHARF_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:8080.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Folder for the database, bundles, runs and logs.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// auto | required | off
+    #[arg(long)]
+    pub sandbox: Option<String>,
+}
+
+/// The server's configuration file format. Every key is optional.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub sandbox: SandboxPolicy,
+    pub sandbox_ro_binds: Vec<PathBuf>,
+    pub kill_grace: String,
+    pub max_bundle_size: String,
+    pub max_unpacked_size: String,
+    pub log_retention: String,
+    pub max_concurrent_runs: u32,
+    pub log_level: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: default_data_dir(),
+            sandbox: SandboxPolicy::Auto,
+            sandbox_ro_binds: Vec::new(),
+            kill_grace: "10s".into(),
+            max_bundle_size: "512MiB".into(),
+            max_unpacked_size: "2GiB".into(),
+            log_retention: "30d".into(),
+            max_concurrent_runs: 16,
+            log_level: "info".into(),
+        }
+    }
+}
+
+/// `$XDG_DATA_HOME/wharf`, else `~/.local/share/wharf`, else `./wharf-data`.
+fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("wharf");
+    }
+    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/share/wharf"),
+        None => PathBuf::from("wharf-data"),
+    }
+}
+
+/// Keys that may come from `WHARF_*` variables (other WHARF_ variables, such as the
+/// client's WHARF_URL and WHARF_TOKEN, are not server settings).
+const ENV_KEYS: [&str; 9] = [
+    "listen",
+    "data_dir",
+    "sandbox",
+    "kill_grace",
+    "max_bundle_size",
+    "max_unpacked_size",
+    "log_retention",
+    "max_concurrent_runs",
+    "log_level",
+];
+
+fn load_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
+    let mut figment = Figment::from(Serialized::defaults(ServerConfig::default()));
+    if let Some(path) = &args.config {
+        anyhow::ensure!(
+            path.is_file(),
+            "the configuration file {} does not exist",
+            path.display()
+        );
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    figment = figment.merge(Env::prefixed("WHARF_").only(&ENV_KEYS));
+    if let Some(listen) = &args.listen {
+        figment = figment.merge(("listen", listen));
+    }
+    if let Some(dir) = &args.data_dir {
+        figment = figment.merge(("data_dir", dir));
+    }
+    if let Some(sandbox) = &args.sandbox {
+        figment = figment.merge(("sandbox", sandbox));
+    }
+    figment
+        .extract::<ServerConfig>()
+        .map_err(|error| anyhow::anyhow!("invalid server configuration: {error}"))
+}
+
+fn setting<T>(key: &str, value: &str, parse: fn(&str) -> Result<T, String>) -> anyhow::Result<T> {
+    parse(value).map_err(|error| anyhow::anyhow!("invalid server configuration: {key}: {error}"))
+}
+
+fn control_config(config: &ServerConfig) -> anyhow::Result<ControlConfig> {
+    let data_dir = if config.data_dir.is_absolute() {
+        config.data_dir.clone()
+    } else {
+        std::env::current_dir()?.join(&config.data_dir)
+    };
+    let mut control = ControlConfig::with_data_dir(data_dir);
+    control.sandbox = config.sandbox;
+    control.sandbox_ro_binds = config.sandbox_ro_binds.clone();
+    control.kill_grace = setting("kill_grace", &config.kill_grace, parse_duration)?;
+    control.max_bundle_size = setting("max_bundle_size", &config.max_bundle_size, parse_size)?;
+    control.max_unpacked_size =
+        setting("max_unpacked_size", &config.max_unpacked_size, parse_size)?;
+    control.log_retention = setting("log_retention", &config.log_retention, parse_duration)?;
+    anyhow::ensure!(
+        config.max_concurrent_runs > 0,
+        "invalid server configuration: max_concurrent_runs must be at least 1"
+    );
+    control.max_concurrent_runs = config.max_concurrent_runs;
+    Ok(control)
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let config = load_config(&args)?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log_level))
+        .context("invalid log_level")?;
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+
+    let listen: SocketAddr = config.listen.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "invalid server configuration: listen = \"{}\" is not an address; write e.g. \"127.0.0.1:8080\"",
+            config.listen
+        )
+    })?;
+    let control_config = control_config(&config)?;
+    let data_dir = control_config.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
+    let store = wharf_store::Store::open_sqlite(&data_dir.join("wharf.db"))
+        .await
+        .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
+    let control = Control::new(store, control_config)?;
+    if let Some(token) = control.bootstrap_admin().await? {
+        let path = data_dir.join("admin-token");
+        write_secret_file(&path, &token)?;
+        println!(
+            "Created the admin user. Its API token (shown once, also saved to {}):",
+            path.display()
+        );
+        println!();
+        println!("    {token}");
+        println!();
+        println!(
+            "Log in with: wharf login http://{listen} --token-file {}",
+            path.display()
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    control.start().await?;
+    let app = wharf_api::router(wharf_api::ApiState {
+        control: control.clone(),
+    });
+    tracing::info!(%listen, data_dir = %data_dir.display(), sandbox = ?control.sandbox(), "Wharf is ready.");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the HTTP server failed")?;
+    tracing::info!(
+        "Shutting down; running jobs keep running and are re-adopted at the next start."
+    );
+    control.store().close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => return std::future::pending().await,
+        };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+/// Writes a file only its owner can read.
+pub fn write_secret_file(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    Ok(())
+}

@@ -2,7 +2,8 @@
 //! `/api/v1/openapi.json`), and `/healthz` and `/readyz`. Only this crate knows routes.
 //!
 //! Layer order (outermost first): tracing of every request, then the body limit, then
-//! routing; authentication is an extractor on each handler, so a handler without a
+//! routing, then (inside `/api/v1`) the JSON error mapper, so even axum's own rejections
+//! and the body limit answer in the API's error shape; authentication is an extractor on each handler, so a handler without a
 //! `Caller` argument is public by construction (only the health endpoints are).
 
 mod apps;
@@ -89,7 +90,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/runs/{id}/logs", get(logs::run_logs))
         .route("/runs/{id}/outputs", get(logs::list_outputs))
         .route("/runs/{id}/outputs/{*path}", get(logs::get_output))
-        .fallback(api_not_found);
+        .fallback(api_not_found)
+        .layer(axum::middleware::map_response(error::json_errors));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

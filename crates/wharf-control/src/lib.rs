@@ -139,10 +139,11 @@ impl Control {
         if let Some(found) = self.lock_manifests().get(&key) {
             return Ok(found.clone());
         }
-        let apps = self.inner.store.list_apps().await?;
-        let app = apps
-            .into_iter()
-            .find(|a| a.id == app_id)
+        let app = self
+            .inner
+            .store
+            .find_app_by_id(app_id)
+            .await?
             .ok_or_else(|| ControlError::NotFound(format!("app {app_id} does not exist")))?;
         let stored = self.inner.store.version(&app, version).await?;
         let manifest: wharf_model::manifest::Manifest = serde_json::from_str(&stored.manifest)

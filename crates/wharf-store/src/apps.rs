@@ -62,6 +62,15 @@ impl Store {
         )
     }
 
+    pub async fn find_app_by_id(&self, id: &str) -> StoreResult<Option<App>> {
+        Ok(
+            sqlx::query_as::<_, App>(&format!("SELECT {APP_COLUMNS} FROM apps WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
     pub async fn app(&self, name: &str) -> StoreResult<App> {
         self.find_app(name)
             .await?

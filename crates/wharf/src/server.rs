@@ -108,7 +108,31 @@ fn load_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
     }
     figment
         .extract::<ServerConfig>()
-        .map_err(|error| anyhow::anyhow!("invalid server configuration: {error}"))
+        .map_err(describe_config_error)
+}
+
+/// One line per problem: where it came from (file or variable), the key, what is wrong.
+fn describe_config_error(error: figment::Error) -> anyhow::Error {
+    let lines: Vec<String> = error
+        .into_iter()
+        .map(|error| {
+            let key = error.path.join(".");
+            let source = match error.metadata.as_ref() {
+                Some(meta) => match &meta.source {
+                    Some(source) => format!("{source}: "),
+                    None => format!("{}: ", meta.name.replace('`', "")),
+                },
+                None => String::new(),
+            };
+            let problem = error.kind.to_string().replace('`', "");
+            if key.is_empty() {
+                format!("{source}{problem}")
+            } else {
+                format!("{source}{key}: {problem}")
+            }
+        })
+        .collect();
+    anyhow::anyhow!("invalid server configuration: {}", lines.join("; "))
 }
 
 fn setting<T>(key: &str, value: &str, parse: fn(&str) -> Result<T, String>) -> anyhow::Result<T> {

@@ -122,6 +122,47 @@ fn errors_are_json_with_the_right_status() {
         .send()
         .expect("post");
     assert_eq!(huge.status().as_u16(), 413, "JSON bodies are limited");
+    let body: Value = huge.json().expect("413 is JSON too");
+    assert_eq!(body["error"]["code"], "too_large");
+
+    // Axum's own rejections answer in the same shape. (A fresh client: the server closed
+    // the connection after answering 413 without reading the whole body.)
+    let http = server.http();
+    let bad_query = http
+        .get(format!("{}/api/v1/runs?limit=many", server.url()))
+        .bearer_auth(&server.token)
+        .send()
+        .expect("get");
+    assert_eq!(bad_query.status().as_u16(), 400);
+    let body: Value = bad_query.json().expect("JSON");
+    assert_eq!(body["error"]["code"], "bad_request");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("limit"),
+        "{body}"
+    );
+    let wrong_method = http
+        .put(format!("{}/api/v1/apps", server.url()))
+        .bearer_auth(&server.token)
+        .send()
+        .expect("put");
+    assert_eq!(wrong_method.status().as_u16(), 405);
+    let body: Value = wrong_method.json().expect("JSON");
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+    let not_json = http
+        .post(format!("{}/api/v1/apps/tiny/rollback", server.url()))
+        .bearer_auth(&server.token)
+        .header("Content-Type", "text/plain")
+        .body("1")
+        .send()
+        .expect("post");
+    assert_eq!(not_json.status().as_u16(), 400);
+    assert_eq!(
+        not_json.json::<Value>().expect("JSON")["error"]["code"],
+        "bad_request"
+    );
 
     let doc = server.get("/openapi.json");
     assert_eq!(doc["info"]["title"], "Wharf API");
@@ -418,4 +459,84 @@ fn the_cli_explains_connection_and_token_problems() {
         "{}",
         String::from_utf8_lossy(&apps.stderr)
     );
+}
+
+#[test]
+fn sandbox_auto_warns_once_without_bubblewrap_and_required_refuses_to_start() {
+    // A PATH without bwrap on it.
+    let no_bwrap = [("PATH", "/nonexistent")];
+    let mut server = Server::start_with_env("sandbox = \"auto\"\nkill_grace = \"1s\"\n", &no_bwrap);
+    let ready: Value = reqwest::blocking::get(format!("{}/readyz", server.url()))
+        .expect("readyz")
+        .json()
+        .expect("json");
+    assert_eq!(ready["sandbox"], "off");
+    server.deploy(shell_job("unsandboxed", "echo $WHARF_OUTPUT_DIR", "").path());
+    let run = server.start_run("unsandboxed", json!({}));
+    assert_eq!(server.wait_finished(&run, LONG)["state"], "succeeded");
+    let output_dir = server
+        .data_dir()
+        .join("runs")
+        .join(&run)
+        .join("work/output");
+    assert!(server
+        .log_text(&run)
+        .starts_with(&output_dir.display().to_string()));
+    server.restart();
+    assert_eq!(
+        server
+            .server_log()
+            .matches("Bubblewrap is not installed")
+            .count(),
+        2,
+        "once per start"
+    );
+
+    let config = server.dir.path().join("required.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\nsandbox = \"required\"\n",
+            free_port(),
+            server.data_dir().display()
+        ),
+    )
+    .expect("config");
+    server.kill9();
+    let refused = std::process::Command::new(WHARF)
+        .args(["server", "--config"])
+        .arg(&config)
+        .env("PATH", "/nonexistent")
+        .output()
+        .expect("run");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("bubblewrap") && stderr.contains("apt-get install bubblewrap"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn server_configuration_errors_name_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let check = |config: &str, env: &[(&str, &str)], needle: &str| {
+        let path = dir.path().join("server.toml");
+        std::fs::write(&path, config).expect("config");
+        let output = std::process::Command::new(WHARF)
+            .args(["server", "--config"])
+            .arg(&path)
+            .envs(env.iter().copied())
+            .env("WHARF_DATA_DIR", dir.path().join("data"))
+            .output()
+            .expect("run");
+        assert!(!output.status.success(), "{config} must be refused");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(needle), "{config}: {stderr}");
+    };
+    check("kill_grace = \"ten seconds\"\n", &[], "kill_grace");
+    check("listne = \"127.0.0.1:1\"\n", &[], "listne");
+    check("listen = \"nowhere\"\n", &[], "listen");
+    check("", &[("WHARF_MAX_BUNDLE_SIZE", "lots")], "max_bundle_size");
+    check("sandbox = \"maybe\"\n", &[], "sandbox");
 }

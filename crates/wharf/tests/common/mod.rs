@@ -41,11 +41,17 @@ pub struct Server {
     pub token: String,
     child: Option<Child>,
     extra_config: String,
+    extra_env: Vec<(String, String)>,
 }
 
 impl Server {
     /// Starts a server with extra lines for its TOML configuration.
     pub fn start_with(extra_config: &str) -> Server {
+        Server::start_with_env(extra_config, &[])
+    }
+
+    /// Starts a server with extra configuration lines and environment variables.
+    pub fn start_with_env(extra_config: &str, env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut server = Server {
             dir,
@@ -53,6 +59,10 @@ impl Server {
             token: String::new(),
             child: None,
             extra_config: extra_config.to_owned(),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         server.boot();
         server.token = std::fs::read_to_string(server.data_dir().join("admin-token"))
@@ -77,10 +87,13 @@ impl Server {
     fn boot(&mut self) {
         let config = self.dir.path().join("server.toml");
         let mut text = format!(
-            "listen = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\nsandbox = \"required\"\n",
+            "listen = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\n",
             self.port,
             self.data_dir().display()
         );
+        if !self.extra_config.contains("sandbox =") {
+            text.push_str("sandbox = \"required\"\n");
+        }
         text.push_str(&self.extra_config);
         std::fs::write(&config, text).expect("write config");
         let log = std::fs::OpenOptions::new()
@@ -92,6 +105,7 @@ impl Server {
             .args(["server", "--config"])
             .arg(&config)
             .env("RUST_LOG", "info")
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)

@@ -128,3 +128,28 @@ fn queued_runs_survive_a_restart() {
     let runs = server.get("/runs?app=patient");
     assert_eq!(runs.as_array().map(Vec::len), Some(2));
 }
+
+#[test]
+fn finished_runs_past_their_retention_are_deleted_with_their_logs() {
+    let mut server = Server::start_with("kill_grace = \"1s\"\nlog_retention = \"1s\"\n");
+    server.deploy(shell_job("ephemeral", "echo bye", "").path());
+    let id = server.start_run("ephemeral", json!({}));
+    server.wait_finished(&id, LONG);
+    let run_dir = server.data_dir().join("runs").join(&id);
+    assert!(run_dir.join("log.jsonl").exists());
+    // Retention is checked at start and hourly; a restart once the run is older than 1s
+    // sweeps it.
+    let finished = std::time::Instant::now();
+    wait_for("the run to age past its retention", LONG, || {
+        (finished.elapsed() > Duration::from_millis(1100)).then_some(())
+    });
+    server.restart();
+    wait_for("the sweep", LONG, || (!run_dir.exists()).then_some(()));
+    let gone = server
+        .http()
+        .get(format!("{}/api/v1/runs/{id}", server.url()))
+        .bearer_auth(&server.token)
+        .send()
+        .expect("get");
+    assert_eq!(gone.status().as_u16(), 404);
+}

@@ -107,7 +107,7 @@ async fn openapi_document(_caller: auth::Caller) -> axum::Json<utoipa::openapi::
 
 async fn api_not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!(
-        "no API endpoint at {}; the API document is at /api/v1/openapi.json",
+        "no API endpoint at /api/v1{}; the API document is at /api/v1/openapi.json",
         uri.path()
     ))
 }

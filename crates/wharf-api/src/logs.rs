@@ -64,6 +64,26 @@ pub async fn run_logs(
     let run = control.store().run(&id).await?;
     let path = control.run_log_path(&id);
     let offset = query.offset.unwrap_or(0);
+    // An offset must be 0 or a `next_offset` this endpoint returned: the start of a line.
+    if offset > 0 {
+        let length = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let at_line_start = offset <= length
+            && std::fs::File::open(&path)
+                .and_then(|mut file| {
+                    use std::io::{Read, Seek, SeekFrom};
+                    file.seek(SeekFrom::Start(offset - 1))?;
+                    let mut byte = [0u8; 1];
+                    file.read_exact(&mut byte)?;
+                    Ok(byte[0] == b'\n')
+                })
+                .unwrap_or(false);
+        if !at_line_start {
+            return Err(ApiError::bad_request(format!(
+                "offset {offset} is not the start of a line of this run's log; \
+                 use 0 or a next_offset returned by this endpoint"
+            )));
+        }
+    }
     if !query.follow.unwrap_or(false) {
         let (lines, next_offset) = read_page(&path, offset).map_err(ApiError::internal)?;
         let complete = run.state.is_terminal() && lines.len() < PAGE_LINES;

@@ -228,6 +228,11 @@ impl Control {
 
 fn read_manifest(dir: &Path, files: &[String]) -> ControlResult<Manifest> {
     let path = dir.join(MANIFEST_FILE);
+    if path.symlink_metadata().is_ok_and(|meta| !meta.is_file()) {
+        return Err(ControlError::InvalidBundle(format!(
+            "{MANIFEST_FILE} in the bundle is not a regular file; it must be the app's manifest"
+        )));
+    }
     let text = match std::fs::read(&path) {
         Ok(bytes) => Some(String::from_utf8(bytes).map_err(|_| {
             ControlError::InvalidBundle(format!("{MANIFEST_FILE} is not valid UTF-8 text"))

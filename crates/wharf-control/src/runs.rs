@@ -84,6 +84,16 @@ impl Control {
                 )));
             }
         }
+        // Keys are scoped to the app and kept apart from the executor's own retry keys.
+        let idempotency_key = match request.idempotency_key.as_deref() {
+            None | Some("") => None,
+            Some(key) if key.len() > 200 => {
+                return Err(ControlError::Invalid(
+                    "idempotency_key is longer than 200 characters".into(),
+                ))
+            }
+            Some(key) => Some(format!("request:{}:{key}", app.id)),
+        };
         let params = serde_json::to_string(&request.params)
             .map_err(|error| ControlError::Internal(error.to_string()))?;
         let now = wharf_store::now_millis();
@@ -99,7 +109,7 @@ impl Control {
                 params,
                 attempt: 1,
                 retry_of: None,
-                idempotency_key: request.idempotency_key,
+                idempotency_key,
                 queued_at: now,
                 not_before: now,
             })

@@ -164,6 +164,59 @@ fn errors_are_json_with_the_right_status() {
         "bad_request"
     );
 
+    // Found by fuzzing: offsets that are not the start of a line are the caller's error.
+    let run = server.start_run("tiny", json!({}));
+    server.wait_finished(&run, LONG);
+    for offset in ["1", "9223372036854775808"] {
+        let response = server
+            .http()
+            .get(format!(
+                "{}/api/v1/runs/{run}/logs?offset={offset}",
+                server.url()
+            ))
+            .bearer_auth(&server.token)
+            .send()
+            .expect("get");
+        assert_eq!(response.status().as_u16(), 400, "offset {offset}");
+    }
+    // Idempotency keys belong to one app; an empty key is no key.
+    server.deploy(shell_job("other", "true", "").path());
+    let first: Value = server
+        .post("/apps/tiny/runs", json!({"idempotency_key": "k1"}))
+        .json()
+        .expect("json");
+    let again: Value = server
+        .post("/apps/tiny/runs", json!({"idempotency_key": "k1"}))
+        .json()
+        .expect("json");
+    let other: Value = server
+        .post("/apps/other/runs", json!({"idempotency_key": "k1"}))
+        .json()
+        .expect("json");
+    assert_eq!(first["id"], again["id"]);
+    assert_ne!(first["id"], other["id"]);
+    assert_eq!(other["app"], "other");
+    let blank_a: Value = server
+        .post("/apps/tiny/runs", json!({"idempotency_key": ""}))
+        .json()
+        .expect("json");
+    let blank_b: Value = server
+        .post("/apps/tiny/runs", json!({"idempotency_key": ""}))
+        .json()
+        .expect("json");
+    assert_ne!(blank_a["id"], blank_b["id"]);
+    let lower = server
+        .http()
+        .get(format!("{}/api/v1/whoami", server.url()))
+        .header("Authorization", format!("bearer {}", server.token))
+        .send()
+        .expect("get");
+    assert_eq!(
+        lower.status().as_u16(),
+        200,
+        "the scheme is case-insensitive"
+    );
+
     let doc = server.get("/openapi.json");
     assert_eq!(doc["info"]["title"], "Wharf API");
     for path in [
@@ -292,6 +345,12 @@ fn malicious_bundles_are_rejected_and_leave_the_active_version_alone() {
             "up",
         ),
         ("not a bundle", b"this is not gzip".to_vec(), 422, "bundle"),
+        (
+            "manifest is a folder",
+            raw_bundle(&[("wharf.toml", tar::EntryType::Directory, "", b"")]),
+            422,
+            "not a regular file",
+        ),
         ("oversize", vec![0u8; 100 * 1024], 413, "limit"),
     ];
     for (what, bundle, status, needle) in cases {

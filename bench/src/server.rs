@@ -53,9 +53,10 @@ impl Server {
         options: &ServerOptions,
     ) -> anyhow::Result<Server> {
         let address = free_loopback_address()?;
+        let s3_address = free_loopback_address()?;
         let config_path = scratch_dir.join("server.toml");
         let config = format!(
-            "listen = \"{address}\"\ndata_dir = {data_dir:?}\nsandbox = \"{}\"\nmax_concurrent_runs = {}\nlog_level = \"info\"\n",
+            "listen = \"{address}\"\ns3_listen = \"{s3_address}\"\ndata_dir = {data_dir:?}\nsandbox = \"{}\"\nmax_concurrent_runs = {}\nlog_level = \"info\"\n",
             options.sandbox,
             options.max_concurrent_runs,
             data_dir = data_dir.display().to_string(),

@@ -134,3 +134,27 @@ pub struct Readiness {
     pub version: String,
     pub sandbox: String,
 }
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct S3KeyCreateRequest {
+    /// What the key is for, e.g. "laptop" or "nightly export".
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct S3KeyCreated {
+    pub access_key: String,
+    /// Shown once; store it now.
+    pub secret_key: String,
+    pub description: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct S3KeyInfo {
+    pub access_key: String,
+    pub description: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}

@@ -13,6 +13,7 @@ mod error;
 mod health;
 mod logs;
 mod runs;
+mod s3keys;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -40,11 +41,13 @@ pub struct ApiState {
         apps::delete_app,
         runs::create_run, runs::list_runs, runs::get_run, runs::cancel_run,
         logs::run_logs, logs::list_outputs, logs::get_output,
+        s3keys::create_key, s3keys::list_keys, s3keys::revoke_key,
     ),
     components(schemas(
         dto::ErrorBody, dto::ErrorDetail, dto::WhoAmI, dto::AppInfo, dto::VersionInfo,
         dto::DeployResult, dto::RollbackRequest, dto::RunCreateRequest, dto::RunInfo,
         dto::LogLine, dto::LogPage, dto::OutputFile, dto::OutputList, dto::Readiness,
+        dto::S3KeyCreateRequest, dto::S3KeyCreated, dto::S3KeyInfo,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -90,6 +93,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/runs/{id}/logs", get(logs::run_logs))
         .route("/runs/{id}/outputs", get(logs::list_outputs))
         .route("/runs/{id}/outputs/{*path}", get(logs::get_output))
+        .route("/s3/keys", post(s3keys::create_key).get(s3keys::list_keys))
+        .route(
+            "/s3/keys/{access_key}",
+            axum::routing::delete(s3keys::revoke_key),
+        )
         .fallback(api_not_found)
         .layer(axum::middleware::map_response(error::json_errors));
     Router::new()

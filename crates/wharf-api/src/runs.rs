@@ -63,6 +63,7 @@ pub async fn create_run(
             trigger: Trigger::Manual,
             triggered_by: Some(caller.user),
             idempotency_key: request.idempotency_key,
+            event_id: None,
         })
         .await?;
     Ok((StatusCode::CREATED, Json(run_info(&run))))

@@ -60,6 +60,10 @@ pub struct ControlConfig {
     /// The program re-executed as the per-workload shim, and its leading arguments.
     pub shim_exe: PathBuf,
     pub shim_args: Vec<String>,
+    /// The S3 endpoint workloads are given as `AWS_ENDPOINT_URL` (None: no S3 listener).
+    pub s3_endpoint: Option<String>,
+    /// Dispatched events are deleted after this.
+    pub event_retention: Duration,
 }
 
 impl ControlConfig {
@@ -76,6 +80,8 @@ impl ControlConfig {
             max_concurrent_runs: 64,
             shim_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("wharf")),
             shim_args: vec!["__shim".into()],
+            s3_endpoint: None,
+            event_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

@@ -46,3 +46,23 @@ impl From<wharf_runtime::RuntimeError> for ControlError {
         ControlError::Internal(error.to_string())
     }
 }
+
+impl From<wharf_objects::ObjectError> for ControlError {
+    fn from(error: wharf_objects::ObjectError) -> ControlError {
+        use wharf_objects::ObjectError as E;
+        match error {
+            E::NoSuchBucket(_) | E::NoSuchKey { .. } | E::NoSuchUpload(_) => {
+                ControlError::NotFound(error.to_string())
+            }
+            E::BucketExists(_) | E::BucketNotEmpty(_) => ControlError::Conflict(error.to_string()),
+            E::InvalidBucketName { .. }
+            | E::InvalidArgument(_)
+            | E::InvalidPart(_)
+            | E::BadDigest
+            | E::InvalidRange { .. }
+            | E::BodyRead(_) => ControlError::Invalid(error.to_string()),
+            E::TooLarge { .. } => ControlError::TooLarge(error.to_string()),
+            other => ControlError::Internal(other.to_string()),
+        }
+    }
+}

@@ -108,6 +108,8 @@ impl Control {
         env.push(("WHARF_RUN_ATTEMPT".into(), run.attempt.to_string()));
         env.push(("WHARF_TRIGGER".into(), run.trigger_kind.clone()));
         env.push(("WHARF_PARAMS".into(), run.params.clone()));
+        let run_dir = self.run_dir(&run.id);
+        env.extend(self.prepare_run_io(run, manifest, &run_dir).await?);
         let spec = LaunchSpec {
             workload_id: run.id.clone(),
             command: manifest.command.clone(),
@@ -118,7 +120,6 @@ impl Control {
             kill_grace: self.config().kill_grace,
             extra_ro_binds: self.config().sandbox_ro_binds.clone(),
         };
-        let run_dir = self.run_dir(&run.id);
         let launched = self.inner.runtime.launch(&run_dir, &spec).await?;
         let started_at = wharf_store::now_millis();
         if !self
@@ -158,7 +159,14 @@ impl Control {
         status: Option<ExitStatus>,
     ) -> ControlResult<()> {
         let outcome = match status {
-            Some(status) => outcome_of(&status),
+            Some(status) => {
+                let mut outcome = outcome_of(&status);
+                let run = self.store().run(run_id).await?;
+                if !run.state.is_terminal() {
+                    self.finish_run_io(&run, &mut outcome).await;
+                }
+                outcome
+            }
             None => RunOutcome {
                 state: RunState::Lost,
                 exit_code: None,
@@ -212,10 +220,12 @@ impl Control {
             idempotency_key: Some(format!("retry:{}", run.id)),
             queued_at: now,
             not_before: now + delay.as_millis() as i64,
+            event_id: run.event_id.clone(),
         })
     }
 
     async fn fail_unstartable(&self, run: &Run, error: &str) -> ControlResult<()> {
+        let _ = self.objects().delete_run_keys(&run.id).await;
         let outcome = RunOutcome {
             state: RunState::Failed,
             exit_code: None,

@@ -13,8 +13,10 @@
 mod auth;
 mod config;
 mod deploy;
+mod dispatcher;
 mod error;
 mod executor;
+mod io;
 mod reconcile;
 mod retention;
 mod runs;
@@ -43,6 +45,8 @@ pub struct Control {
 
 struct Inner {
     store: Store,
+    objects: wharf_objects::Objects,
+    event_rules: std::sync::Mutex<crate::dispatcher::RuleCache>,
     config: ControlConfig,
     runtime: LocalRuntime,
     sandbox: wharf_runtime::Sandbox,
@@ -57,7 +61,11 @@ struct Inner {
 impl Control {
     /// Builds the control plane. Resolves the sandbox policy (fails when bubblewrap is
     /// required but missing) and creates the data folders.
-    pub fn new(store: Store, config: ControlConfig) -> ControlResult<Control> {
+    pub fn new(
+        store: Store,
+        objects: wharf_objects::Objects,
+        config: ControlConfig,
+    ) -> ControlResult<Control> {
         let sandbox = config.sandbox.resolve()?;
         for dir in [config.data_dir.join("apps"), config.data_dir.join("runs")] {
             std::fs::create_dir_all(&dir).map_err(|source| ControlError::io(&dir, source))?;
@@ -69,6 +77,8 @@ impl Control {
         Ok(Control {
             inner: Arc::new(Inner {
                 store,
+                objects,
+                event_rules: Default::default(),
                 config,
                 runtime,
                 sandbox,
@@ -81,6 +91,10 @@ impl Control {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    pub fn objects(&self) -> &wharf_objects::Objects {
+        &self.inner.objects
     }
 
     pub fn config(&self) -> &ControlConfig {
@@ -100,6 +114,9 @@ impl Control {
         tokio::spawn(async move { executor.executor_loop().await });
         let retention = self.clone();
         tokio::spawn(async move { retention.retention_loop().await });
+        let dispatcher = self.clone();
+        tokio::spawn(async move { dispatcher.dispatcher_loop().await });
+        tokio::spawn(self.inner.objects.clone().garbage_loop());
         Ok(())
     }
 

@@ -15,6 +15,8 @@ pub enum Trigger {
     Manual,
     /// Automatically, after a failed attempt.
     Retry,
+    /// By an event that matched one of the app's triggers.
+    Event,
 }
 
 impl Trigger {
@@ -22,6 +24,7 @@ impl Trigger {
         match self {
             Trigger::Manual => "manual",
             Trigger::Retry => "retry",
+            Trigger::Event => "event",
         }
     }
 }
@@ -35,6 +38,9 @@ pub struct RunRequest {
     pub triggered_by: Option<String>,
     /// Requests with the same key start one run.
     pub idempotency_key: Option<String>,
+    /// The event that started the run: (event, app) is the run's idempotency key, so a
+    /// replayed event never starts the same run twice.
+    pub event_id: Option<String>,
 }
 
 pub(crate) fn new_run_id() -> String {
@@ -86,6 +92,10 @@ impl Control {
         }
         // Keys are scoped to the app and kept apart from the executor's own retry keys.
         let idempotency_key = match request.idempotency_key.as_deref() {
+            _ if request.event_id.is_some() => request
+                .event_id
+                .as_deref()
+                .map(|event| format!("event:{event}:{}", app.id)),
             None | Some("") => None,
             Some(key) if key.len() > 200 => {
                 return Err(ControlError::Invalid(
@@ -112,6 +122,7 @@ impl Control {
                 idempotency_key,
                 queued_at: now,
                 not_before: now,
+                event_id: request.event_id,
             })
             .await?;
         if inserted {

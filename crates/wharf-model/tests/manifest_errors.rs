@@ -201,6 +201,40 @@ fn bad_object_created_and_pattern() {
 }
 
 #[test]
+fn pattern_with_unknown_operator() {
+    insta::assert_snapshot!(errors(&format!(
+        "{COMMAND}\n[[job.trigger]]\npattern = '{{\"source\": [\"wharf.s3\"], \"detail\": {{\"object\": {{\"key\": [{{\"prefx\": \"data/\"}}]}}}}}}'\n"
+    )));
+}
+
+#[test]
+fn patterns_that_eventbridge_rejects() {
+    insta::assert_snapshot!(errors(&format!(
+        r#"{COMMAND}
+[[job.trigger]]
+pattern = '{{"source": "wharf.s3"}}'
+
+[[job.trigger]]
+pattern = '{{}}'
+
+[[job.trigger]]
+pattern = '{{"detail": {{"object": {{"size": [{{"numeric": ["<", 5, ">", 0]}}]}}}}}}'
+
+[[job.trigger]]
+pattern = '{{"$or": [{{"source": ["wharf.s3"]}}]}}'
+
+[[job.trigger]]
+pattern = """
+{{"detail": {{"object": {{"key": [{{"wildcard": "data/**.csv"}}]}}}}}}
+"""
+
+[[job.trigger]]
+pattern = '{{"source": ["wharf.s3"], "detail": {{"reason": [{{"anything-but": {{"prefix": ["Put", ""]}}}}]}}}}'
+"#
+    )));
+}
+
+#[test]
 fn bad_service_settings() {
     insta::assert_snapshot!(errors(&format!(
         "kind = \"service\"\n{COMMAND}\n[service]\nhealth = \"healthz\"\nmin_replicas = 6\nmax_replicas = 2\nscale_out_above = 3\nscale_in_below = 3\naccess = \"everyone\"\nidle_timeout = \"soon\"\n"

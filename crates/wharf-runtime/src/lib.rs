@@ -68,3 +68,16 @@ pub const TMP_DIR: &str = "tmp";
 pub const SHIM_SUBCOMMAND: &str = "__shim";
 /// A captured line longer than this many bytes is split into several log lines.
 pub const MAX_LOG_LINE_BYTES: usize = 64 * 1024;
+
+/// The path a workload sees for `RUN/work/RELATIVE`: under `/work` inside the sandbox,
+/// the host path without one.
+pub fn workload_work_path(sandbox: Sandbox, run_dir: &std::path::Path, relative: &str) -> String {
+    match sandbox {
+        Sandbox::Bubblewrap => format!("{}/{relative}", crate::sandbox::SANDBOX_WORK_DIR),
+        Sandbox::Off => run_dir
+            .join(WORK_DIR)
+            .join(relative)
+            .to_string_lossy()
+            .into_owned(),
+    }
+}

@@ -3,10 +3,14 @@
 //! The store is SQLite (embedded, WAL) today; every statement is written portably
 //! (`$1` placeholders, TEXT/BIGINT columns, application-made ids, unix-millisecond times)
 //! so a PostgreSQL backend can share it. Repositories are grouped per concept:
-//! [`users`], [`apps`], [`runs`].
+//! [`users`], [`apps`], [`runs`], [`objects`] (buckets, objects, multipart uploads),
+//! [`events`] (the outbox) and [`s3_keys`].
 
 pub mod apps;
+pub mod events;
+pub mod objects;
 pub mod runs;
+pub mod s3_keys;
 pub mod users;
 
 use std::path::Path;
@@ -17,7 +21,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 pub use crate::apps::{App, AppVersion, NewVersion};
+pub use crate::events::{EventRow, NewEvent};
+pub use crate::objects::{Bucket, MultipartUploadRow, ObjectRow, PartRow};
 pub use crate::runs::{NewRun, Run, RunOutcome};
+pub use crate::s3_keys::S3Key;
 pub use crate::users::{ApiToken, User};
 
 /// Errors of the store. Callers map them to user-facing errors; none carries SQL text
@@ -34,6 +41,18 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// A row referred to another that does not exist (e.g. an object in a deleted bucket).
+    pub fn is_foreign_key_violation(&self) -> bool {
+        match self {
+            StoreError::Database(error) => error
+                .as_database_error()
+                .is_some_and(|db| db.is_foreign_key_violation()),
+            _ => false,
+        }
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -32,6 +32,8 @@ pub struct Run {
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
     pub shim_pid: Option<i64>,
+    /// The event that started this run (event-triggered runs and their retries).
+    pub event_id: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -56,6 +58,7 @@ struct RunRow {
     started_at: Option<i64>,
     finished_at: Option<i64>,
     shim_pid: Option<i64>,
+    event_id: Option<String>,
 }
 
 impl TryFrom<RunRow> for Run {
@@ -86,6 +89,7 @@ impl TryFrom<RunRow> for Run {
             started_at: row.started_at,
             finished_at: row.finished_at,
             shim_pid: row.shim_pid,
+            event_id: row.event_id,
         })
     }
 }
@@ -106,6 +110,7 @@ pub struct NewRun {
     pub idempotency_key: Option<String>,
     pub queued_at: i64,
     pub not_before: i64,
+    pub event_id: Option<String>,
 }
 
 /// How a run ended.
@@ -121,7 +126,7 @@ pub struct RunOutcome {
 
 const RUN_COLUMNS: &str = "id, app_id, app_name, version, state, trigger_kind, triggered_by, \
     params, attempt, retry_of, retried_by, idempotency_key, exit_code, exit_signal, error, \
-    queued_at, not_before, started_at, finished_at, shim_pid";
+    queued_at, not_before, started_at, finished_at, shim_pid, event_id";
 
 fn push_states(builder: &mut QueryBuilder<'_, Sqlite>, states: &[RunState]) {
     builder.push("(");
@@ -343,8 +348,8 @@ impl Store {
 async fn insert_run_in(tx: &mut sqlx::Transaction<'_, Sqlite>, new: &NewRun) -> StoreResult<bool> {
     let done = sqlx::query(
         "INSERT INTO runs (id, app_id, app_name, version, state, trigger_kind, triggered_by,
-             params, attempt, retry_of, idempotency_key, queued_at, not_before)
-         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12)
+             params, attempt, retry_of, idempotency_key, queued_at, not_before, event_id)
+         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12, $13)
          ON CONFLICT DO NOTHING",
     )
     .bind(&new.id)
@@ -359,6 +364,7 @@ async fn insert_run_in(tx: &mut sqlx::Transaction<'_, Sqlite>, new: &NewRun) -> 
     .bind(&new.idempotency_key)
     .bind(new.queued_at)
     .bind(new.not_before)
+    .bind(&new.event_id)
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)

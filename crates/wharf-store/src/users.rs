@@ -54,6 +54,15 @@ impl Store {
         })
     }
 
+    pub async fn find_user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
+        Ok(
+            sqlx::query_as::<_, User>("SELECT id, name, role, created_at FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
     pub async fn find_user_by_name(&self, name: &str) -> StoreResult<Option<User>> {
         Ok(sqlx::query_as::<_, User>(
             "SELECT id, name, role, created_at FROM users WHERE name = $1",

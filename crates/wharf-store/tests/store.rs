@@ -37,6 +37,7 @@ fn new_run(app_id: &str, id: &str, key: Option<&str>) -> NewRun {
         idempotency_key: key.map(str::to_owned),
         queued_at: 1,
         not_before: 1,
+        event_id: None,
     }
 }
 

@@ -42,6 +42,14 @@ pub struct ServerConfig {
     pub log_retention: String,
     pub max_concurrent_runs: u32,
     pub log_level: String,
+    /// The S3 listener's address; "off" disables it.
+    pub s3_listen: String,
+    /// The URL workloads use for S3 (AWS_ENDPOINT_URL); default: from s3_listen.
+    pub s3_url: String,
+    /// Virtual-host style addressing: BUCKET.s3_base_domain.
+    pub s3_base_domain: String,
+    pub max_object_size: String,
+    pub event_retention: String,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +65,11 @@ impl Default for ServerConfig {
             log_retention: "30d".into(),
             max_concurrent_runs: 16,
             log_level: "info".into(),
+            s3_listen: "127.0.0.1:9000".into(),
+            s3_url: String::new(),
+            s3_base_domain: String::new(),
+            max_object_size: "5GiB".into(),
+            event_retention: "7d".into(),
         }
     }
 }
@@ -74,7 +87,7 @@ fn default_data_dir() -> PathBuf {
 
 /// Keys that may come from `WHARF_*` variables (other WHARF_ variables, such as the
 /// client's WHARF_URL and WHARF_TOKEN, are not server settings).
-const ENV_KEYS: [&str; 9] = [
+const ENV_KEYS: [&str; 14] = [
     "listen",
     "data_dir",
     "sandbox",
@@ -84,6 +97,11 @@ const ENV_KEYS: [&str; 9] = [
     "log_retention",
     "max_concurrent_runs",
     "log_level",
+    "s3_listen",
+    "s3_url",
+    "s3_base_domain",
+    "max_object_size",
+    "event_retention",
 ];
 
 fn load_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
@@ -158,14 +176,65 @@ fn control_config(config: &ServerConfig) -> anyhow::Result<ControlConfig> {
         "invalid server configuration: max_concurrent_runs must be at least 1"
     );
     control.max_concurrent_runs = config.max_concurrent_runs;
+    control.event_retention = setting("event_retention", &config.event_retention, parse_duration)?;
+    control.s3_endpoint = s3_address(config)?.map(|address| {
+        if config.s3_url.is_empty() {
+            let host = if address.ip().is_unspecified() {
+                "127.0.0.1".to_owned()
+            } else {
+                address.ip().to_string()
+            };
+            format!("http://{host}:{}", address.port())
+        } else {
+            config.s3_url.trim_end_matches('/').to_owned()
+        }
+    });
     Ok(control)
+}
+
+/// The S3 listener's address, None when it is off.
+fn s3_address(config: &ServerConfig) -> anyhow::Result<Option<SocketAddr>> {
+    if config.s3_listen.eq_ignore_ascii_case("off") || config.s3_listen.is_empty() {
+        return Ok(None);
+    }
+    config.s3_listen.parse().map(Some).map_err(|_| {
+        anyhow::anyhow!(
+            "invalid server configuration: s3_listen = \"{}\" is not an address; write e.g. \"127.0.0.1:9000\", or \"off\"",
+            config.s3_listen
+        )
+    })
+}
+
+/// Lets `wharf cp` and other clients use an API token on the S3 listener.
+struct ApiTokens(Control);
+
+#[async_trait::async_trait]
+impl wharf_objects::s3::access::TokenCheck for ApiTokens {
+    async fn user_for_token(&self, token: &str) -> Option<String> {
+        self.0
+            .authenticate(token)
+            .await
+            .ok()
+            .flatten()
+            .map(|user| user.name)
+    }
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let config = load_config(&args)?;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log_level))
-        .context("invalid log_level")?;
+    // s3s logs every client error (a 404, a denied request) at ERROR; Wharf logs the
+    // failures that are its own, so s3s is quiet unless asked for by name.
+    let directives = match std::env::var("RUST_LOG") {
+        Ok(value) if !value.is_empty() => value,
+        _ => config.log_level.clone(),
+    };
+    let directives = if directives.contains("s3s") {
+        directives
+    } else {
+        format!("{directives},s3s=off")
+    };
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&directives).context("invalid log_level")?;
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
     let listen: SocketAddr = config.listen.parse().map_err(|_| {
@@ -181,7 +250,25 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let store = wharf_store::Store::open_sqlite(&data_dir.join("wharf.db"))
         .await
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
-    let control = Control::new(store, control_config)?;
+    let secrets = wharf_auth::SecretBox::load_or_create(&data_dir.join("secret.key"))?;
+    let blobs = wharf_objects::FsBlobStore::open(&data_dir.join("objects"))?;
+    let objects = wharf_objects::Objects::new(
+        store.clone(),
+        std::sync::Arc::new(blobs),
+        secrets,
+        wharf_objects::ObjectsConfig {
+            max_object_size: setting("max_object_size", &config.max_object_size, parse_size)?,
+        },
+    );
+    let s3_service = wharf_objects::s3::serve::build_service(
+        objects.clone(),
+        &wharf_objects::s3::serve::S3ListenerConfig {
+            base_domain: (!config.s3_base_domain.is_empty()).then(|| config.s3_base_domain.clone()),
+        },
+    )
+    .map_err(|problem| anyhow::anyhow!("invalid server configuration: {problem}"))?;
+    let s3_address = s3_address(&config)?;
+    let control = Control::new(store, objects, control_config)?;
     if let Some(token) = control.bootstrap_admin().await? {
         let path = data_dir.join("admin-token");
         write_secret_file(&path, &token)?;
@@ -200,15 +287,38 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
+    let s3_listener =
+        match s3_address {
+            Some(address) => Some(tokio::net::TcpListener::bind(address).await.with_context(
+                || format!("cannot listen for S3 on {address} (s3_listen; \"off\" disables it)"),
+            )?),
+            None => None,
+        };
     control.start().await?;
+    let (s3_stop, s3_stopped) = tokio::sync::oneshot::channel::<()>();
+    let s3_task = s3_listener.map(|listener| {
+        let tokens = std::sync::Arc::new(ApiTokens(control.clone()));
+        tokio::spawn(wharf_objects::s3::serve::serve(
+            listener,
+            s3_service,
+            tokens,
+            async move {
+                let _ = s3_stopped.await;
+            },
+        ))
+    });
     let app = wharf_api::router(wharf_api::ApiState {
         control: control.clone(),
     });
-    tracing::info!(%listen, data_dir = %data_dir.display(), sandbox = ?control.sandbox(), "Wharf is ready.");
+    tracing::info!(%listen, s3 = ?s3_address, data_dir = %data_dir.display(), sandbox = ?control.sandbox(), "Wharf is ready.");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("the HTTP server failed")?;
+    let _ = s3_stop.send(());
+    if let Some(task) = s3_task {
+        let _ = task.await;
+    }
     tracing::info!(
         "Shutting down; running jobs keep running and are re-adopted at the next start."
     );

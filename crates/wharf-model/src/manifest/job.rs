@@ -9,6 +9,7 @@ use crate::manifest::checker::{
     OBJECT_CREATED_KEYS, TRIGGER_KEYS,
 };
 use crate::manifest::{JobIo, JobSettings, Overlap, Trigger};
+use crate::pattern::EventPattern;
 use crate::schedule::{parse_timezone, validate_cron, CATCH_UP_VALUES};
 
 /// The keys that make a trigger what it is; a trigger has exactly one of them.
@@ -227,11 +228,18 @@ fn read_object_created(
             return None;
         }
     };
-    Some(Trigger::ObjectCreated {
+    let trigger = Trigger::ObjectCreated {
         bucket,
         prefix: prefix.map(|located| located.value),
         suffix: suffix.map(|located| located.value),
-    })
+    };
+    // The sugar always makes a valid pattern; checked so that a mistake in it shows up
+    // here rather than when the first event arrives.
+    if let Err(error) = trigger.event_pattern() {
+        checker.field_error(line, &path, error.to_string());
+        return None;
+    }
+    Some(trigger)
 }
 
 fn read_pattern(checker: &mut Checker<'_>, table: &dyn TableLike, path: &str) -> Option<Trigger> {
@@ -239,9 +247,15 @@ fn read_pattern(checker: &mut Checker<'_>, table: &dyn TableLike, path: &str) ->
     let pattern = checker.read_string(table, path, "pattern", example)?;
     let field = join_path(path, "pattern");
     match serde_json::from_str::<serde_json::Value>(&pattern.value) {
-        Ok(serde_json::Value::Object(_)) => Some(Trigger::Pattern {
-            pattern: pattern.value,
-        }),
+        Ok(value @ serde_json::Value::Object(_)) => match EventPattern::from_value(&value) {
+            Ok(_) => Some(Trigger::Pattern {
+                pattern: pattern.value,
+            }),
+            Err(error) => {
+                checker.field_error(pattern.line, &field, error.to_string());
+                None
+            }
+        },
         Ok(_) => {
             checker.field_error(
                 pattern.line,

@@ -38,6 +38,8 @@ pub fn free_port() -> u16 {
 pub struct Server {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// The S3 listener's port.
+    pub s3_port: u16,
     pub token: String,
     child: Option<Child>,
     extra_config: String,
@@ -56,6 +58,7 @@ impl Server {
         let mut server = Server {
             dir,
             port: free_port(),
+            s3_port: free_port(),
             token: String::new(),
             child: None,
             extra_config: extra_config.to_owned(),
@@ -84,6 +87,10 @@ impl Server {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    pub fn s3_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.s3_port)
+    }
+
     fn boot(&mut self) {
         let config = self.dir.path().join("server.toml");
         let mut text = format!(
@@ -91,6 +98,9 @@ impl Server {
             self.port,
             self.data_dir().display()
         );
+        if !self.extra_config.contains("s3_listen") {
+            text.push_str(&format!("s3_listen = \"127.0.0.1:{}\"\n", self.s3_port));
+        }
         if !self.extra_config.contains("sandbox =") {
             text.push_str("sandbox = \"required\"\n");
         }

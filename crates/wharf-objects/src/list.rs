@@ -1,0 +1,137 @@
+//! Listing objects (ListObjectsV2 semantics): prefix, delimiter with common prefixes,
+//! start-after, continuation tokens and max-keys, as indexed range queries. A common
+//! prefix costs one query to skip past all its keys, never a walk over them.
+
+use wharf_store::objects::prefix_upper_bound;
+use wharf_store::ObjectRow;
+
+use crate::error::{ObjectError, ObjectResult};
+use crate::service::Objects;
+
+pub const MAX_KEYS_LIMIT: usize = 1000;
+
+#[derive(Debug, Clone, Default)]
+pub struct ListRequest {
+    pub prefix: String,
+    pub delimiter: Option<String>,
+    pub start_after: Option<String>,
+    pub continuation_token: Option<String>,
+    pub max_keys: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    pub objects: Vec<ObjectRow>,
+    pub common_prefixes: Vec<String>,
+    pub truncated: bool,
+    /// Set when truncated: pass it as the next request's continuation token.
+    pub next_token: Option<String>,
+}
+
+/// Where a listing resumes: after a key, or after every key of a common prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Resume {
+    AfterKey(String),
+    AfterPrefix(String),
+}
+
+impl Resume {
+    fn token(&self) -> String {
+        match self {
+            Resume::AfterKey(key) => format!("k{}", hex::encode(key)),
+            Resume::AfterPrefix(prefix) => format!("p{}", hex::encode(prefix)),
+        }
+    }
+
+    fn parse(token: &str) -> ObjectResult<Resume> {
+        let invalid = || {
+            ObjectError::InvalidArgument(
+                "the continuation token is not one this server returned".into(),
+            )
+        };
+        let (kind, rest) = token.split_at_checked(1).ok_or_else(invalid)?;
+        let text = hex::decode(rest)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or_else(invalid)?;
+        match kind {
+            "k" => Ok(Resume::AfterKey(text)),
+            "p" => Ok(Resume::AfterPrefix(text)),
+            _ => Err(invalid()),
+        }
+    }
+}
+
+impl Objects {
+    pub async fn list_objects(
+        &self,
+        bucket: &str,
+        request: &ListRequest,
+    ) -> ObjectResult<ListPage> {
+        self.bucket(bucket).await?;
+        let store = self.store();
+        let max_keys = request.max_keys.min(MAX_KEYS_LIMIT);
+        let prefix = request.prefix.as_str();
+        let delimiter = request.delimiter.as_deref().filter(|d| !d.is_empty());
+        let mut resume = match (&request.continuation_token, &request.start_after) {
+            (Some(token), _) => Some(Resume::parse(token)?),
+            (None, Some(after)) if !after.is_empty() => Some(Resume::AfterKey(after.clone())),
+            _ => None,
+        };
+        let mut page = ListPage::default();
+        if max_keys == 0 {
+            return Ok(page);
+        }
+        let mut count = 0usize;
+        'fill: loop {
+            let (lower, inclusive) = match &resume {
+                None => (String::new(), true),
+                Some(Resume::AfterKey(key)) => (key.clone(), false),
+                Some(Resume::AfterPrefix(common)) => match prefix_upper_bound(common) {
+                    Some(upper) => (upper, true),
+                    None => break 'fill,
+                },
+            };
+            let want = (max_keys - count + 1) as i64;
+            let rows = store
+                .list_objects_from(bucket, prefix, &lower, inclusive, want)
+                .await?;
+            if rows.is_empty() {
+                break;
+            }
+            let fetched = rows.len();
+            for row in rows {
+                let common = delimiter.and_then(|delimiter| {
+                    let rest = row.key.get(prefix.len()..)?;
+                    let at = rest.find(delimiter)?;
+                    Some(row.key[..prefix.len() + at + delimiter.len()].to_owned())
+                });
+                if count == max_keys {
+                    page.truncated = true;
+                    break 'fill;
+                }
+                match common {
+                    Some(common) => {
+                        page.common_prefixes.push(common.clone());
+                        count += 1;
+                        resume = Some(Resume::AfterPrefix(common));
+                        // Skip the rest of this prefix with a fresh query.
+                        continue 'fill;
+                    }
+                    None => {
+                        resume = Some(Resume::AfterKey(row.key.clone()));
+                        page.objects.push(row);
+                        count += 1;
+                    }
+                }
+            }
+            if (fetched as i64) < want {
+                break;
+            }
+        }
+        if page.truncated {
+            page.next_token = resume.as_ref().map(Resume::token);
+        }
+        Ok(page)
+    }
+}

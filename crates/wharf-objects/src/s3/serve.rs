@@ -1,0 +1,114 @@
+//! The S3 listener: HTTP/1.1 (and h2c) on its own address, path-style addressing and
+//! virtual-host style under a configured base domain.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use s3s::service::{S3Service, S3ServiceBuilder};
+
+use crate::s3::access::{BearerUser, KeyAccess, KeyAuth, TokenCheck};
+use crate::s3::WharfS3;
+use crate::service::Objects;
+
+#[derive(Debug, Clone, Default)]
+pub struct S3ListenerConfig {
+    /// With a base domain, `BUCKET.DOMAIN` addresses a bucket (virtual-host style).
+    pub base_domain: Option<String>,
+}
+
+/// Builds the s3s service with our authentication and access rules.
+pub fn build_service(objects: Objects, config: &S3ListenerConfig) -> Result<S3Service, String> {
+    let mut builder = S3ServiceBuilder::new(WharfS3::new(objects.clone()));
+    builder.set_auth(KeyAuth {
+        objects: objects.clone(),
+    });
+    builder.set_access(KeyAccess { objects });
+    if let Some(domain) = &config.base_domain {
+        let host = s3s::host::SingleDomain::new(domain)
+            .map_err(|error| format!("s3_base_domain {domain:?} is not a domain name: {error}"))?;
+        builder.set_host(host);
+    }
+    Ok(builder.build())
+}
+
+/// Serves S3 on `listener` until `shutdown` resolves. Requests that carry
+/// `Authorization: Bearer TOKEN` are authenticated with `tokens` first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    service: S3Service,
+    tokens: Arc<dyn TokenCheck>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let (stream, peer): (tokio::net::TcpStream, SocketAddr) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "S3 listener could not accept a connection.");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        let tokens = tokens.clone();
+        let handler = service_fn(move |request| {
+            let service = service.clone();
+            let tokens = tokens.clone();
+            async move { handle(service, tokens, request).await }
+        });
+        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        let connection = builder.serve_connection(TokioIo::new(stream), handler);
+        let connection = graceful.watch(connection.into_owned());
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, %peer, "S3 connection ended with an error.");
+            }
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), graceful.shutdown()).await;
+}
+
+async fn handle(
+    service: S3Service,
+    tokens: Arc<dyn TokenCheck>,
+    mut request: http::Request<hyper::body::Incoming>,
+) -> Result<s3s::HttpResponse, s3s::HttpError> {
+    let bearer = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_owned());
+    if let Some(token) = bearer {
+        request.headers_mut().remove(http::header::AUTHORIZATION);
+        match tokens.user_for_token(&token).await {
+            Some(name) => {
+                request.extensions_mut().insert(BearerUser { name });
+            }
+            None => return Ok(invalid_token_response()),
+        }
+    }
+    hyper::service::Service::call(&service, request).await
+}
+
+fn invalid_token_response() -> s3s::HttpResponse {
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InvalidToken</Code>\
+        <Message>The bearer token is not a valid Wharf API token; run wharf login or create a token</Message></Error>";
+    let mut response = http::Response::new(s3s::Body::from(body.to_owned()));
+    *response.status_mut() = http::StatusCode::FORBIDDEN;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    response
+}

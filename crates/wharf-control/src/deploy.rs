@@ -21,6 +21,8 @@ pub type UploadStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>>
 /// What a successful deploy produced.
 #[derive(Debug, Clone)]
 pub struct DeployOutcome {
+    /// Buckets the manifest names that this deploy created.
+    pub created_buckets: Vec<String>,
     pub app: App,
     pub version: AppVersion,
     pub manifest: Manifest,
@@ -132,6 +134,7 @@ impl Control {
             }
         };
         debug_assert_eq!(version.number, number);
+        let created_buckets = self.create_named_buckets(&manifest, user).await;
         tracing::info!(
             app = app_name,
             version = number,
@@ -144,7 +147,42 @@ impl Control {
             manifest,
             files: unpacked.files.len() as u64,
             unpacked_bytes: unpacked.bytes,
+            created_buckets,
         })
+    }
+
+    /// Creates the buckets a job's manifest names (trigger and output buckets) that do
+    /// not exist yet, so a deploy is all a pipeline needs. Returns the ones created.
+    async fn create_named_buckets(
+        &self,
+        manifest: &wharf_model::manifest::Manifest,
+        user: &str,
+    ) -> Vec<String> {
+        let mut names: Vec<String> = manifest
+            .job
+            .triggers
+            .iter()
+            .filter_map(|trigger| match trigger {
+                wharf_model::manifest::Trigger::ObjectCreated { bucket, .. } => {
+                    Some(bucket.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        names.extend(manifest.job.io.output_bucket.clone());
+        names.sort();
+        names.dedup();
+        let mut created = Vec::new();
+        for name in names {
+            match self.objects().create_bucket(&name, user).await {
+                Ok(_) => created.push(name),
+                Err(wharf_objects::ObjectError::BucketExists(_)) => {}
+                Err(error) => {
+                    tracing::warn!(bucket = %name, %error, "Could not create a bucket the manifest names.")
+                }
+            }
+        }
+        created
     }
 
     /// Streams the upload to `path`, hashing it and enforcing the size limit.

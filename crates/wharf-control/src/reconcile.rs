@@ -27,6 +27,28 @@ impl Control {
                         .await?;
                 }
                 self.watch_run(run.id.clone(), run_dir);
+            } else if run.state == RunState::Starting
+                && !run_dir.join(wharf_runtime::LOG_FILE).exists()
+            {
+                // The server died while launching: no supervisor ever got as far as
+                // opening the log, so the workload never ran. Launch it again.
+                tracing::info!(run_id = %run.id, "Queueing again a run whose launch a restart interrupted.");
+                for file in [
+                    wharf_runtime::SPEC_FILE,
+                    wharf_runtime::SHIM_LOCK_FILE,
+                    wharf_runtime::SHIM_PID_FILE,
+                ] {
+                    let path = run_dir.join(file);
+                    if let Err(error) = std::fs::remove_file(&path) {
+                        if error.kind() != std::io::ErrorKind::NotFound {
+                            return Err(crate::ControlError::io(&path, error));
+                        }
+                    }
+                }
+                let _ = self.objects().delete_run_keys(&run.id).await;
+                self.store()
+                    .transition_run(&run.id, &[RunState::Starting], RunState::Queued)
+                    .await?;
             } else {
                 tracing::warn!(run_id = %run.id, "Run lost: its supervisor is gone and recorded no exit.");
                 let outcome = RunOutcome {

@@ -81,32 +81,10 @@ pub fn multipart_etag(part_etags: &[String]) -> ObjectResult<String> {
 
 /// Checks a bucket name against S3's rules, saying which one is broken.
 pub fn validate_bucket_name(name: &str) -> ObjectResult<()> {
-    let fail = |reason: &str| {
-        Err(ObjectError::InvalidBucketName {
-            name: name.to_owned(),
-            reason: reason.to_owned(),
-        })
-    };
-    if name.len() < 3 || name.len() > 63 {
-        return fail("it must be 3 to 63 characters long");
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-    {
-        return fail("use only lowercase letters, digits, '-' and '.'");
-    }
-    let edges_ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    if !edges_ok(name.as_bytes()[0]) || !edges_ok(name.as_bytes()[name.len() - 1]) {
-        return fail("it must begin and end with a letter or digit");
-    }
-    if name.contains("..") {
-        return fail("it must not contain two adjacent periods");
-    }
-    if name.split('.').count() == 4 && name.split('.').all(|part| part.parse::<u8>().is_ok()) {
-        return fail("it must not look like an IP address");
-    }
-    Ok(())
+    wharf_model::name::validate_bucket_name(name).map_err(|reason| ObjectError::InvalidBucketName {
+        name: name.to_owned(),
+        reason,
+    })
 }
 
 pub fn validate_key(key: &str) -> ObjectResult<()> {

@@ -81,7 +81,7 @@ impl Store {
     /// all in one transaction. Returns the app (after the change) and the version.
     pub async fn insert_version(&self, new: &NewVersion) -> StoreResult<(App, AppVersion)> {
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO apps (id, name, kind, active_version, created_at, updated_at, created_by)
              VALUES ($1, $2, $3, NULL, $4, $4, $5) ON CONFLICT (name) DO NOTHING",
@@ -199,7 +199,7 @@ impl Store {
 
     /// Deletes the app with its versions and runs.
     pub async fn delete_app(&self, app: &App) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM runs WHERE app_id = $1")
             .bind(&app.id)
             .execute(&mut *tx)

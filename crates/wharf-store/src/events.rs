@@ -73,7 +73,7 @@ impl Store {
     /// external bucket's notification). Returns its sequence number; an event whose id is
     /// already stored is not stored again (returns the existing one's).
     pub async fn insert_event(&self, event: &NewEvent) -> StoreResult<i64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let existing: Option<i64> = sqlx::query_scalar("SELECT seq FROM events WHERE id = $1")
             .bind(&event.id)
             .fetch_optional(&mut *tx)
@@ -97,7 +97,7 @@ impl Store {
     }
 
     pub async fn mark_events_dispatched(&self, seqs: &[i64], at: i64) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for seq in seqs {
             sqlx::query("UPDATE events SET dispatched_at = $1 WHERE seq = $2")
                 .bind(at)

@@ -94,6 +94,13 @@ impl Store {
         Ok(Store { pool })
     }
 
+    /// A transaction that takes the write lock at once (`BEGIN IMMEDIATE`): one that
+    /// reads first and writes later would otherwise fail with SQLITE_BUSY_SNAPSHOT when
+    /// another connection commits in between, which a busy timeout cannot cure.
+    pub(crate) async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'_, sqlx::Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     /// Answers when the database answers a trivial query (readiness).
     pub async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

@@ -200,7 +200,7 @@ impl Store {
     /// Deletes an empty bucket. A bucket with objects or unfinished multipart uploads is
     /// a conflict.
     pub async fn delete_bucket(&self, name: &str) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let objects: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM (SELECT 1 FROM objects WHERE bucket = $1 LIMIT 1) AS o",
         )
@@ -249,7 +249,7 @@ impl Store {
     /// Writes an object's metadata (replacing any previous version, whose blob becomes
     /// garbage) and its event, in one transaction. Returns the event's sequence number.
     pub async fn put_object(&self, row: &ObjectRow, event: &NewEvent) -> StoreResult<i64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         upsert_object_in(&mut tx, row).await?;
         let seq = insert_event_in(&mut tx, event).await?;
         tx.commit().await?;
@@ -264,7 +264,7 @@ impl Store {
         key: &str,
         event: &NewEvent,
     ) -> StoreResult<Option<ObjectRow>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let Some(old) = find_object_in(&mut tx, bucket, key).await? else {
             return Ok(None);
         };
@@ -361,7 +361,7 @@ impl Store {
     /// Records a part (replacing an earlier upload of the same number, whose blob becomes
     /// garbage). False when the upload no longer exists (the blob is then garbage too).
     pub async fn put_part(&self, part: &PartRow) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let exists: Option<String> =
             sqlx::query_scalar("SELECT id FROM multipart_uploads WHERE id = $1")
                 .bind(&part.upload_id)
@@ -427,7 +427,7 @@ impl Store {
         row: &ObjectRow,
         event: &NewEvent,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let parts: Vec<String> =
             sqlx::query_scalar("SELECT blob_id FROM multipart_parts WHERE upload_id = $1")
                 .bind(upload_id)
@@ -456,7 +456,7 @@ impl Store {
 
     /// Aborts an upload; its parts become garbage. False when there was no such upload.
     pub async fn abort_multipart_upload(&self, upload_id: &str) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let parts: Vec<String> =
             sqlx::query_scalar("SELECT blob_id FROM multipart_parts WHERE upload_id = $1")
                 .bind(upload_id)
@@ -479,7 +479,7 @@ impl Store {
 
     /// Records blobs that are not referenced (e.g. written for a request that then failed).
     pub async fn add_blob_garbage(&self, blob_id: &str) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         garbage_in(&mut tx, blob_id).await?;
         tx.commit().await?;
         Ok(())

@@ -141,7 +141,7 @@ impl Store {
     /// Queues a run. With an idempotency key that is already taken, nothing is inserted
     /// and the existing run is returned with `false`.
     pub async fn insert_run(&self, new: &NewRun) -> StoreResult<(Run, bool)> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let inserted = insert_run_in(&mut tx, new).await?;
         let run = if inserted {
             fetch_run_in(&mut tx, &new.id).await?
@@ -288,7 +288,7 @@ impl Store {
         outcome: &RunOutcome,
         retry: Option<&NewRun>,
     ) -> StoreResult<Option<(Run, Option<Run>)>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE runs SET state = $1, exit_code = $2, exit_signal = $3, error = $4,
                  started_at = COALESCE(started_at, $5), finished_at = $6,

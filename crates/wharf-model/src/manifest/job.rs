@@ -216,7 +216,20 @@ fn read_object_created(
             );
             return None;
         }
-        Some(bucket) => bucket.value,
+        Some(bucket) => {
+            if let Err(problem) = crate::name::validate_bucket_name(&bucket.value) {
+                checker.field_error(
+                    bucket.line,
+                    &join_path(&path, "bucket"),
+                    format!(
+                        "\"{}\": {problem}; write for example bucket = \"input\"",
+                        bucket.value
+                    ),
+                );
+                return None;
+            }
+            bucket.value
+        }
         None => {
             if !inner.contains_key("bucket") {
                 checker.field_error(
@@ -300,7 +313,20 @@ fn read_io(checker: &mut Checker<'_>, table: &dyn TableLike) -> JobIo {
                     format!("is empty; remove it or write for example {key} = {example}"),
                 );
             } else {
-                *target = Some(value.value);
+                let problem = match key {
+                    "output_bucket" => crate::name::validate_bucket_name(&value.value)
+                        .err()
+                        .map(|problem| format!("\"{}\": {problem}", value.value)),
+                    _ => crate::archive::validate_archive_template(&value.value).err(),
+                };
+                match problem {
+                    Some(problem) => checker.field_error(
+                        value.line,
+                        &join_path(path, key),
+                        format!("{problem}; write for example {key} = {example}"),
+                    ),
+                    None => *target = Some(value.value),
+                }
             }
         }
     }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+mod s3;
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

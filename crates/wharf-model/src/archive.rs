@@ -15,7 +15,7 @@ pub fn validate_archive_template(template: &str) -> Result<(), String> {
     render(template, &|_| Some(String::new())).map(|_| ())?;
     if !template.contains('{') || template.replace("{{", "").replace("}}", "").is_empty() {
         return Err(
-            "the template has no placeholder, so every input would be renamed to the same key; use {key} or {basename}, e.g. \"{key}-used_{timestamp}\"".into(),
+            "the template has no placeholder such as {key}, so every input would be renamed to the same key".into(),
         );
     }
     Ok(())

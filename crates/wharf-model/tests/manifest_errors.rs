@@ -352,3 +352,14 @@ fn lines_for_dotted_keys_and_inline_tables() {
         ]
     );
 }
+
+#[test]
+fn bad_bucket_names_and_archive_templates() {
+    insta::assert_snapshot!(errors(&format!(
+        "{COMMAND}\n[[job.trigger]]\nobject_created = {{ bucket = \"My_Input\" }}\n\n\
+         [job.io]\noutput_bucket = \"ab\"\narchive_input = \"{{key}}-{{when}}\"\n"
+    )));
+    insta::assert_snapshot!(errors(&format!(
+        "{COMMAND}\n[job.io]\narchive_input = \"processed\"\n"
+    )));
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Wharf and its tests need on Debian/Ubuntu, skipping what is present:
-# R with jsonlite (the example jobs), bubblewrap (the sandbox), curl.
+# R with jsonlite (the example jobs), bubblewrap (the sandbox), curl, and the S3 clients
+# the tests drive Wharf's S3 listener with: rclone, aws-cli and boto3.
 set -euo pipefail
 
 SUDO=""
@@ -14,11 +15,35 @@ command -v bwrap >/dev/null 2>&1 || packages+=(bubblewrap)
 command -v curl >/dev/null 2>&1 || packages+=(curl)
 command -v cc >/dev/null 2>&1 || packages+=(gcc libc6-dev)
 command -v pkg-config >/dev/null 2>&1 || packages+=(pkg-config)
+command -v rclone >/dev/null 2>&1 || packages+=(rclone)
+command -v sqlite3 >/dev/null 2>&1 || packages+=(sqlite3)
+command -v python3 >/dev/null 2>&1 || packages+=(python3 python3-pip)
 
 if [ ${#packages[@]} -gt 0 ]; then
   echo "Installing: ${packages[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+fi
+
+# aws-cli and boto3 from PyPI (pip of the python3 on PATH); Debian's packages otherwise.
+python_packages=()
+command -v aws >/dev/null 2>&1 || python_packages+=(awscli)
+python3 -c 'import boto3' >/dev/null 2>&1 || python_packages+=(boto3)
+if [ ${#python_packages[@]} -gt 0 ]; then
+  echo "Installing from PyPI: ${python_packages[*]}"
+  if ! python3 -m pip install --quiet --disable-pip-version-check "${python_packages[@]}" 2>/dev/null \
+    && ! python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "${python_packages[@]}"; then
+    debian=()
+    for package in "${python_packages[@]}"; do
+      case "$package" in
+        awscli) debian+=(awscli) ;;
+        boto3) debian+=(python3-boto3) ;;
+      esac
+    done
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${debian[@]}" >/dev/null
+  fi
+  hash -r
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -126,19 +126,17 @@ fn a_job_gets_the_event_the_staged_object_and_a_key_for_its_buckets_only() {
         .expect("utf-8")
         .trim()
         .to_owned();
-    let python_root = std::path::Path::new(&python)
-        .ancestors()
-        .nth(2)
-        .expect("python prefix")
-        .to_owned();
-    let server = Server::start_with(&format!(
-        "kill_grace = \"1s\"\nsandbox_ro_binds = [{:?}]\n",
-        python_root
-            .parent()
-            .unwrap_or(&python_root)
-            .display()
-            .to_string()
-    ));
+    // The sandbox sees /usr; a Python elsewhere (pyenv) is made visible read-only.
+    let binds = if python.starts_with("/usr/") {
+        String::new()
+    } else {
+        let prefix = std::path::Path::new(&python)
+            .ancestors()
+            .nth(2)
+            .expect("python prefix");
+        format!("sandbox_ro_binds = [{:?}]\n", prefix.display().to_string())
+    };
+    let server = Server::start_with(&format!("kill_grace = \"1s\"\n{binds}"));
     let script = r#"
 import json, os, boto3
 out = os.environ["WHARF_OUTPUT_DIR"]

@@ -523,7 +523,7 @@ impl Objects {
 
     /// Blobs written but never referenced (the server died between writing the bytes and
     /// committing the metadata) are deleted once they are an hour old.
-    async fn sweep_orphans(&self) {
+    pub async fn sweep_orphans(&self) {
         let candidates = match self
             .inner
             .blobs

@@ -26,11 +26,51 @@ pub fn build_service(objects: Objects, config: &S3ListenerConfig) -> Result<S3Se
     });
     builder.set_access(KeyAccess { objects });
     if let Some(domain) = &config.base_domain {
-        let host = s3s::host::SingleDomain::new(domain)
-            .map_err(|error| format!("s3_base_domain {domain:?} is not a domain name: {error}"))?;
-        builder.set_host(host);
+        let valid = !domain.is_empty()
+            && domain.split('.').all(|part| {
+                !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !valid {
+            return Err(format!(
+                "s3_base_domain {domain:?} is not a domain name; write e.g. \"s3.example.com\""
+            ));
+        }
+        builder.set_host(BaseDomain {
+            domain: domain.to_ascii_lowercase(),
+        });
     }
     Ok(builder.build())
+}
+
+/// Virtual-host style under one base domain: `BUCKET.DOMAIN[:PORT]` names a bucket;
+/// `DOMAIN`, an IP address or any other host name is path style. (s3s's `SingleDomain`
+/// would treat other host names as bucket names and does not ignore the port.)
+struct BaseDomain {
+    domain: String,
+}
+
+impl s3s::host::S3Host for BaseDomain {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> s3s::S3Result<s3s::host::VirtualHost<'a>> {
+        let path_style = || s3s::host::VirtualHost::new(self.domain.as_str());
+        if host.starts_with('[') {
+            return Ok(path_style());
+        }
+        let name = host.split_once(':').map_or(host, |(name, _port)| name);
+        let bucket = name
+            .len()
+            .checked_sub(self.domain.len() + 1)
+            .and_then(|end| Some((name.get(..end)?, name.get(end..)?)))
+            .filter(|(_, rest)| {
+                rest.strip_prefix('.')
+                    .is_some_and(|domain| domain.eq_ignore_ascii_case(&self.domain))
+            })
+            .map(|(bucket, _)| bucket)
+            .filter(|bucket| !bucket.is_empty());
+        Ok(match bucket {
+            Some(bucket) => path_style().with_bucket(bucket.to_ascii_lowercase()),
+            None => path_style(),
+        })
+    }
 }
 
 /// Serves S3 on `listener` until `shutdown` resolves. Requests that carry

@@ -23,6 +23,10 @@ pub struct ErrorDetail {
 pub struct WhoAmI {
     pub user: String,
     pub role: String,
+    /// The S3 endpoint of this server (for `wharf cp` and S3 clients); null when the S3
+    /// listener is off.
+    #[serde(default)]
+    pub s3_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -92,6 +96,8 @@ pub struct RunInfo {
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     pub duration_ms: Option<i64>,
+    /// The event that started the run (event-triggered runs and their retries).
+    pub event_id: Option<String>,
 }
 
 /// One captured line of a run's output.
@@ -157,4 +163,56 @@ pub struct S3KeyInfo {
     pub description: String,
     pub created_at: String,
     pub revoked_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BucketInfo {
+    pub name: String,
+    pub created_at: String,
+    /// Anyone may read (GET, HEAD, list) its objects without credentials.
+    pub public_read: bool,
+    /// The name of the user who created it.
+    pub owner: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BucketCreateRequest {
+    /// 3 to 63 lowercase letters, digits, '-' and '.', as in S3.
+    pub name: String,
+    #[serde(default)]
+    pub public_read: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BucketUpdateRequest {
+    pub public_read: bool,
+}
+
+/// One stored event.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EventItem {
+    /// Position in the event log; pass as `after` to continue.
+    pub seq: i64,
+    /// The event in EventBridge shape (`source`, `detail-type`, `detail`, ...).
+    #[schema(value_type = Object)]
+    pub event: serde_json::Value,
+    /// Whether the dispatcher has matched it against the triggers yet.
+    pub dispatched: bool,
+}
+
+/// What `POST /hooks/s3` did with a notification.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HookResult {
+    /// Records in the body.
+    pub received: usize,
+    /// Events stored now.
+    pub stored: usize,
+    /// Records already stored by an earlier delivery of the same notification.
+    pub duplicates: usize,
+    /// Records of kinds that start nothing (e.g. `s3:ObjectAccessed:Get`), not stored.
+    pub ignored: usize,
+    /// The event ids of the stored and duplicate records, in order.
+    pub event_ids: Vec<String>,
 }

@@ -37,9 +37,10 @@ pub async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<Readines
 
 /// Who the token belongs to.
 #[utoipa::path(get, path = "/api/v1/whoami", responses((status = 200, body = WhoAmI), (status = 401, body = crate::dto::ErrorBody)))]
-pub async fn whoami(caller: Caller) -> Json<WhoAmI> {
+pub async fn whoami(caller: Caller, State(state): State<ApiState>) -> Json<WhoAmI> {
     Json(WhoAmI {
         user: caller.user,
         role: caller.role,
+        s3_endpoint: state.control.config().s3_endpoint.clone(),
     })
 }

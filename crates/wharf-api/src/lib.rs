@@ -8,9 +8,12 @@
 
 mod apps;
 pub mod auth;
+mod buckets;
 pub mod dto;
 mod error;
+mod events;
 mod health;
+mod hooks;
 mod logs;
 mod runs;
 mod s3keys;
@@ -42,12 +45,16 @@ pub struct ApiState {
         runs::create_run, runs::list_runs, runs::get_run, runs::cancel_run,
         logs::run_logs, logs::list_outputs, logs::get_output,
         s3keys::create_key, s3keys::list_keys, s3keys::revoke_key,
+        buckets::list_buckets, buckets::create_bucket, buckets::update_bucket,
+        buckets::delete_bucket, events::list_events, hooks::s3_hook,
     ),
     components(schemas(
         dto::ErrorBody, dto::ErrorDetail, dto::WhoAmI, dto::AppInfo, dto::VersionInfo,
         dto::DeployResult, dto::RollbackRequest, dto::RunCreateRequest, dto::RunInfo,
         dto::LogLine, dto::LogPage, dto::OutputFile, dto::OutputList, dto::Readiness,
         dto::S3KeyCreateRequest, dto::S3KeyCreated, dto::S3KeyInfo,
+        dto::BucketInfo, dto::BucketCreateRequest, dto::BucketUpdateRequest, dto::EventItem,
+        dto::HookResult,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -98,6 +105,16 @@ pub fn router(state: ApiState) -> Router {
             "/s3/keys/{access_key}",
             axum::routing::delete(s3keys::revoke_key),
         )
+        .route(
+            "/buckets",
+            get(buckets::list_buckets).post(buckets::create_bucket),
+        )
+        .route(
+            "/buckets/{name}",
+            axum::routing::patch(buckets::update_bucket).delete(buckets::delete_bucket),
+        )
+        .route("/events", get(events::list_events))
+        .route("/hooks/s3", post(hooks::s3_hook))
         .fallback(api_not_found)
         .layer(axum::middleware::map_response(error::json_errors));
     Router::new()

@@ -33,6 +33,7 @@ pub(crate) fn run_info(run: &Run) -> RunInfo {
             (Some(start), Some(end)) => Some(end - start),
             _ => None,
         },
+        event_id: run.event_id.clone(),
     }
 }
 

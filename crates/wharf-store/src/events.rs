@@ -30,7 +30,8 @@ pub struct EventRow {
 
 impl EventRow {
     /// The event as JSON, with `detail.object.sequencer` filled in from `seq` for object
-    /// events (zero-padded hex, so later events sort after earlier ones, as in S3).
+    /// events that have none (zero-padded hex, so later events sort after earlier ones,
+    /// as in S3).
     pub fn to_json(&self) -> serde_json::Value {
         let mut value: serde_json::Value =
             serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null);
@@ -39,10 +40,10 @@ impl EventRow {
             .and_then(|detail| detail.get_mut("object"))
             .and_then(serde_json::Value::as_object_mut)
         {
-            object.insert(
-                "sequencer".into(),
-                serde_json::Value::String(format!("{:016X}", self.seq)),
-            );
+            // Events from elsewhere (an external bucket's notification) keep theirs.
+            object.entry("sequencer").or_insert_with(|| {
+                serde_json::Value::String(format!("{:016X}", self.seq))
+            });
         }
         value
     }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{client, commands, deploy, follow, server};
+use crate::{buckets, client, commands, deploy, events, follow, s3cmd, s3ls, server};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -53,6 +53,22 @@ pub enum Command {
     Output(OutputArgs),
     /// Print who the stored token belongs to.
     Whoami,
+    /// Create, list and delete buckets.
+    Bucket {
+        #[command(subcommand)]
+        command: BucketCommand,
+    },
+    /// S3 access keys for aws-cli, boto3, paws and other S3 clients.
+    S3 {
+        #[command(subcommand)]
+        command: S3Command,
+    },
+    /// Copy files to, from and between buckets (s3://BUCKET/KEY).
+    Cp(CpArgs),
+    /// List buckets, or the objects of s3://BUCKET[/PREFIX].
+    Ls(LsArgs),
+    /// Print stored events (object changes and bucket notifications).
+    Events(EventsArgs),
     #[command(name = "__shim", hide = true)]
     Shim { run_dir: PathBuf },
 }
@@ -148,6 +164,103 @@ pub struct OutputArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum BucketCommand {
+    /// Create a bucket.
+    Create {
+        /// 3 to 63 lowercase letters, digits, '-' and '.'.
+        name: String,
+        /// Let anyone read its objects without credentials.
+        #[arg(long)]
+        public_read: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List buckets.
+    #[command(alias = "list")]
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Turn anonymous read access on or off.
+    Set {
+        name: String,
+        #[arg(long, value_name = "true|false", action = clap::ArgAction::Set)]
+        public_read: bool,
+    },
+    /// Delete an empty bucket.
+    #[command(alias = "delete")]
+    Rm { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum S3Command {
+    /// Create, list and revoke your S3 access keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; its secret is shown once.
+    Create {
+        /// What the key is for, e.g. "laptop".
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List your keys (secrets are never shown again).
+    #[command(alias = "ls")]
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key; requests signed with it fail from then on.
+    Revoke { access_key: String },
+}
+
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// A file or folder, s3://BUCKET/KEY.
+    pub source: String,
+    /// A file or folder, s3://BUCKET/KEY (ending in '/': keep the file name), or '-' for
+    /// standard output.
+    pub destination: String,
+    /// Copy a folder, or every object under a prefix.
+    #[arg(long, short)]
+    pub recursive: bool,
+    /// Files larger than this are uploaded in parts of 16MiB, 4 at a time.
+    #[arg(long, default_value = "64MiB", value_name = "SIZE")]
+    pub multipart_threshold: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// s3://BUCKET or s3://BUCKET/PREFIX; without it, the buckets.
+    pub target: Option<String>,
+    /// Every object under the prefix, without grouping by '/'.
+    #[arg(long, short)]
+    pub recursive: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Keep printing new events as they are stored.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// How many of the newest events to show (1 to 1000).
+    #[arg(long, short = 'n', default_value_t = 20)]
+    pub limit: i64,
+    /// One JSON object per line: {"seq", "event", "dispatched"}.
+    #[arg(long)]
+    pub json: bool,
+}
+
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let ok = Ok(ExitCode::SUCCESS);
     match cli.command {
@@ -165,6 +278,13 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cancel { run } => commands::cancel(&run).await.and(ok),
         Command::Output(args) => commands::output(args).await.and(ok),
         Command::Whoami => commands::whoami().await.and(ok),
+        Command::Bucket { command } => buckets::bucket(command).await.and(ok),
+        Command::S3 {
+            command: S3Command::Keys { command },
+        } => buckets::keys(command).await.and(ok),
+        Command::Cp(args) => s3cmd::cp(args).await.and(ok),
+        Command::Ls(args) => s3ls::ls(args).await.and(ok),
+        Command::Events(args) => events::events(args).await.and(ok),
         Command::Shim { run_dir } => {
             let code = wharf_runtime::shim_main(&run_dir);
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))

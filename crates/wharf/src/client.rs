@@ -85,6 +85,11 @@ impl Client {
         })
     }
 
+    /// The API token (the S3 listener accepts it as a bearer token too).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.http
             .request(method, format!("{}/api/v1{path}", self.base))

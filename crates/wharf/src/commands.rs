@@ -273,7 +273,7 @@ pub async fn output(args: OutputArgs) -> anyhow::Result<()> {
 }
 
 /// Percent-encodes one path segment.
-fn encode_segment(segment: &str) -> String {
+pub(crate) fn encode_segment(segment: &str) -> String {
     let mut out = String::new();
     for byte in segment.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {

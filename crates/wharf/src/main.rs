@@ -1,10 +1,16 @@
 //! `wharf`: the server and its command-line client in one binary.
 
+mod buckets;
 mod cli;
 mod client;
 mod commands;
 mod deploy;
+mod events;
 mod follow;
+mod s3client;
+mod s3cmd;
+mod s3ls;
+mod s3xml;
 mod server;
 
 use std::process::ExitCode;

@@ -33,11 +33,40 @@ curl -fsS "$URL/readyz" >/dev/null || { echo "The server did not start; see $DAT
 echo "Wharf is running at $URL (data in $DATA, log in $DATA/server.log)."
 
 "$WHARF" login "$URL" --token-file "$DATA/admin-token"
+# Deploying the job also creates the buckets its manifest names (input, output).
 "$WHARF" deploy examples/summary-job
-"$WHARF" run summary-job
-"$WHARF" output summary-job -o results/summary-job
+
+latest_event_run() {
+  "$WHARF" runs summary-job --json | python3 -c '
+import json, sys
+runs = [r for r in json.load(sys.stdin) if r["trigger"] == "event"]
+print(runs[0]["id"] if runs else "")'
+}
+before="$(latest_event_run)"
+
 echo
-echo "The result (results/summary-job/summary.csv):"
+echo "Uploading examples/summary-job/data/sample.rds to bucket input starts the R job…"
+"$WHARF" cp examples/summary-job/data/sample.rds s3://input/sample.rds
+# The upload's event starts a run within milliseconds; find it and follow its logs.
+run=""
+for _ in $(seq 1 100); do
+  run="$(latest_event_run)"
+  [ -n "$run" ] && [ "$run" != "$before" ] && break
+  run=""
+  sleep 0.1
+done
+[ -n "$run" ] || { echo "No run started for the upload; see $DATA/server.log" >&2; exit 1; }
+"$WHARF" logs "$run" -f
+state="$("$WHARF" status "$run" --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["state"])')"
+[ "$state" = succeeded ] || { echo "The run $run $state; see: $WHARF logs $run" >&2; exit 1; }
+
+mkdir -p results/summary-job
+"$WHARF" cp s3://output/summary.csv results/summary-job/summary.csv
+echo
+echo "The result, from bucket output (results/summary-job/summary.csv):"
 cat results/summary-job/summary.csv
 echo
-echo "Next: $WHARF runs, $WHARF logs summary-job, $WHARF --help"
+echo "The input was renamed once processed:"
+"$WHARF" ls s3://input
+echo
+echo "Next: $WHARF runs, $WHARF events, $WHARF s3 keys create (for aws-cli, boto3, rclone), $WHARF --help"

@@ -3,6 +3,7 @@
 //! and the S3 protocol listener ([`s3`]).
 
 pub mod blob;
+pub mod blob_s3;
 mod error;
 pub mod events;
 pub mod keys;
@@ -12,6 +13,7 @@ pub mod s3;
 mod service;
 
 pub use crate::blob::{BlobStore, ByteStream, FsBlobStore, WrittenBlob};
+pub use crate::blob_s3::{S3BlobConfig, S3BlobStore};
 pub use crate::error::{ObjectError, ObjectResult};
 pub use crate::keys::{IssuedKey, KeyGrant};
 pub use crate::list::{ListPage, ListRequest};

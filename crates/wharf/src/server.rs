@@ -50,6 +50,18 @@ pub struct ServerConfig {
     pub s3_base_domain: String,
     pub max_object_size: String,
     pub event_retention: String,
+    /// Where object bytes live: "filesystem" (DATA/objects) or "s3" (the blob_s3_* keys).
+    pub blob_store: String,
+    /// The S3 blob store: `https://host` or `http://host:port`, path-style requests.
+    pub blob_s3_endpoint: String,
+    pub blob_s3_bucket: String,
+    pub blob_s3_region: String,
+    /// A folder inside the bucket; blobs go to `PREFIX/blobs/XY/ID`.
+    pub blob_s3_prefix: String,
+    /// Default: the AWS_ACCESS_KEY_ID environment variable.
+    pub blob_s3_access_key_id: String,
+    /// Default: the AWS_SECRET_ACCESS_KEY environment variable. Never logged.
+    pub blob_s3_secret_access_key: HiddenSecret,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +82,13 @@ impl Default for ServerConfig {
             s3_base_domain: String::new(),
             max_object_size: "5GiB".into(),
             event_retention: "7d".into(),
+            blob_store: "filesystem".into(),
+            blob_s3_endpoint: String::new(),
+            blob_s3_bucket: String::new(),
+            blob_s3_region: "us-east-1".into(),
+            blob_s3_prefix: String::new(),
+            blob_s3_access_key_id: String::new(),
+            blob_s3_secret_access_key: HiddenSecret::default(),
         }
     }
 }
@@ -87,7 +106,7 @@ fn default_data_dir() -> PathBuf {
 
 /// Keys that may come from `WHARF_*` variables (other WHARF_ variables, such as the
 /// client's WHARF_URL and WHARF_TOKEN, are not server settings).
-const ENV_KEYS: [&str; 14] = [
+const ENV_KEYS: [&str; 21] = [
     "listen",
     "data_dir",
     "sandbox",
@@ -102,6 +121,13 @@ const ENV_KEYS: [&str; 14] = [
     "s3_base_domain",
     "max_object_size",
     "event_retention",
+    "blob_store",
+    "blob_s3_endpoint",
+    "blob_s3_bucket",
+    "blob_s3_region",
+    "blob_s3_prefix",
+    "blob_s3_access_key_id",
+    "blob_s3_secret_access_key",
 ];
 
 fn load_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
@@ -251,10 +277,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
     let secrets = wharf_auth::SecretBox::load_or_create(&data_dir.join("secret.key"))?;
-    let blobs = wharf_objects::FsBlobStore::open(&data_dir.join("objects"))?;
+    let blobs = open_blob_store(&config, &data_dir).await?;
     let objects = wharf_objects::Objects::new(
         store.clone(),
-        std::sync::Arc::new(blobs),
+        blobs,
         secrets,
         wharf_objects::ObjectsConfig {
             max_object_size: setting("max_object_size", &config.max_object_size, parse_size)?,
@@ -336,6 +362,83 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
     }
+}
+
+/// A configured secret: read like a string, shown as `(hidden)` by `{:?}`.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct HiddenSecret(pub String);
+
+impl std::fmt::Debug for HiddenSecret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("(hidden)")
+    }
+}
+
+/// The configured blob store (`blob_store`). An S3 one is checked to be reachable.
+async fn open_blob_store(
+    config: &ServerConfig,
+    data_dir: &Path,
+) -> anyhow::Result<std::sync::Arc<dyn wharf_objects::BlobStore>> {
+    match config.blob_store.trim() {
+        "filesystem" | "" => Ok(std::sync::Arc::new(wharf_objects::FsBlobStore::open(
+            &data_dir.join("objects"),
+        )?)),
+        "s3" => {
+            let store = wharf_objects::S3BlobStore::new(s3_blob_config(config)?)
+                .map_err(|error| anyhow::anyhow!("invalid server configuration: {error}"))?;
+            store.check_bucket().await.map_err(|error| {
+                anyhow::anyhow!(
+                    "the S3 blob store is not usable; check blob_s3_endpoint, blob_s3_bucket and the key: {error}"
+                )
+            })?;
+            let described = wharf_objects::BlobStore::describe(&store);
+            tracing::info!(blobs = %described, "Object bytes are kept in S3.");
+            Ok(std::sync::Arc::new(store))
+        }
+        other => anyhow::bail!(
+            "invalid server configuration: blob_store = \"{other}\"; write \"filesystem\" or \"s3\""
+        ),
+    }
+}
+
+/// The `blob_s3_*` keys, with the keys from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY
+/// when unset.
+fn s3_blob_config(config: &ServerConfig) -> anyhow::Result<wharf_objects::S3BlobConfig> {
+    fn required(key: &str, value: &str, env: Option<&str>) -> anyhow::Result<String> {
+        let from_env = env.and_then(|name| std::env::var(name).ok());
+        match (value.trim(), from_env) {
+            ("", Some(found)) if !found.trim().is_empty() => Ok(found.trim().to_owned()),
+            ("", _) => {
+                let or_env = env
+                    .map(|name| format!(" (or the {name} environment variable)"))
+                    .unwrap_or_default();
+                anyhow::bail!(
+                    "invalid server configuration: blob_store = \"s3\" needs {key}{or_env}"
+                )
+            }
+            (set, _) => Ok(set.to_owned()),
+        }
+    }
+    let endpoint = required("blob_s3_endpoint", &config.blob_s3_endpoint, None)?;
+    Ok(wharf_objects::S3BlobConfig {
+        allow_http: endpoint.starts_with("http://"),
+        endpoint,
+        bucket: required("blob_s3_bucket", &config.blob_s3_bucket, None)?,
+        region: required("blob_s3_region", &config.blob_s3_region, None)?,
+        prefix: config.blob_s3_prefix.trim().to_owned(),
+        access_key_id: required(
+            "blob_s3_access_key_id",
+            &config.blob_s3_access_key_id,
+            Some("AWS_ACCESS_KEY_ID"),
+        )?,
+        secret_access_key: required(
+            "blob_s3_secret_access_key",
+            &config.blob_s3_secret_access_key.0,
+            Some("AWS_SECRET_ACCESS_KEY"),
+        )?,
+        ..wharf_objects::S3BlobConfig::default()
+    })
 }
 
 /// Writes a file only its owner can read.

@@ -41,9 +41,9 @@ impl EventRow {
             .and_then(serde_json::Value::as_object_mut)
         {
             // Events from elsewhere (an external bucket's notification) keep theirs.
-            object.entry("sequencer").or_insert_with(|| {
-                serde_json::Value::String(format!("{:016X}", self.seq))
-            });
+            object
+                .entry("sequencer")
+                .or_insert_with(|| serde_json::Value::String(format!("{:016X}", self.seq)));
         }
         value
     }

@@ -15,7 +15,7 @@ URL="http://$LISTEN"
 scripts/install-deps.sh
 echo "Building Wharf (release)…"
 cargo build --release --locked -q -p wharf
-WHARF="$PWD/target/release/wharf"
+WHARF="${CARGO_TARGET_DIR:-$PWD/target}/release/wharf"
 
 mkdir -p "$DATA"
 if [ -f "$DATA/server.pid" ] && kill -0 "$(cat "$DATA/server.pid")" 2>/dev/null; then

@@ -1,6 +1,7 @@
 //! `wharf-bench`: starts real Wharf servers, measures run dispatch overhead, trivial run
-//! throughput, server memory and start-up time, prints a table per measurement, and (when
-//! all measurements run) rewrites `docs/benchmarks.md`.
+//! throughput, server memory, start-up time, upload → run latency, large object PUT/GET,
+//! ListObjectsV2 over a large bucket and (in process) event pattern matching, prints a
+//! table per measurement, and (when all measurements run) rewrites `docs/benchmarks.md`.
 //!
 //! It builds nothing. First build both binaries:
 //!
@@ -16,9 +17,15 @@
 mod dispatch;
 mod floor;
 mod lifecycle;
+mod listing;
+mod objects;
+mod pattern;
+mod pattern_rules;
 mod report;
+mod s3;
 mod server;
 mod throughput;
+mod upload_run;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -28,13 +35,17 @@ use anyhow::{bail, Context};
 use crate::report::{MachineInfo, Section};
 
 const USAGE: &str = "\
-usage: wharf-bench [all|dispatch|throughput|rss|startup]... [--no-write]
+usage: wharf-bench [all|dispatch|throughput|rss|startup|upload-run|put-get|list|pattern]... [--no-write]
 
   all          every measurement (the default); rewrites docs/benchmarks.md
   dispatch     run dispatch overhead against the bubblewrap and plain-spawn floors
   throughput   trivial runs per second, 500 runs, 64 at once
   rss          the server's resident memory, idle and after 200 runs
   startup      time from spawning the server to /readyz answering
+  upload-run   PutObject answer to the exec of the run its event started
+  put-get      PUT and GET of a 256 MiB object against cp
+  list         ListObjectsV2 pages over a bucket of 100,000 objects
+  pattern      events per second against 100 event patterns (in process)
   --no-write   print only; do not rewrite docs/benchmarks.md
 
 Build first: cargo build --release -p wharf -p wharf-bench
@@ -69,13 +80,21 @@ enum Measurement {
     Throughput,
     Rss,
     Startup,
+    UploadRun,
+    PutGet,
+    List,
+    Pattern,
 }
 
-const ALL: [Measurement; 4] = [
+const ALL: [Measurement; 8] = [
     Measurement::Dispatch,
     Measurement::Throughput,
     Measurement::Rss,
     Measurement::Startup,
+    Measurement::UploadRun,
+    Measurement::PutGet,
+    Measurement::List,
+    Measurement::Pattern,
 ];
 
 fn run_measurement(bench: &Bench, measurement: Measurement) -> anyhow::Result<Section> {
@@ -84,6 +103,10 @@ fn run_measurement(bench: &Bench, measurement: Measurement) -> anyhow::Result<Se
         Measurement::Throughput => throughput::measure(bench),
         Measurement::Rss => lifecycle::measure_rss(bench),
         Measurement::Startup => lifecycle::measure_startup(bench),
+        Measurement::UploadRun => upload_run::measure(bench),
+        Measurement::PutGet => objects::measure(bench),
+        Measurement::List => listing::measure(bench),
+        Measurement::Pattern => pattern::measure(bench),
     }
 }
 
@@ -141,6 +164,10 @@ fn parse_arguments() -> anyhow::Result<Option<Arguments>> {
             "throughput" => measurements.push(Measurement::Throughput),
             "rss" => measurements.push(Measurement::Rss),
             "startup" => measurements.push(Measurement::Startup),
+            "upload-run" => measurements.push(Measurement::UploadRun),
+            "put-get" => measurements.push(Measurement::PutGet),
+            "list" => measurements.push(Measurement::List),
+            "pattern" => measurements.push(Measurement::Pattern),
             other => bail!("unknown argument {other:?}\n\n{USAGE}"),
         }
     }

@@ -31,6 +31,8 @@ impl Default for ServerOptions {
 pub struct Server {
     child: Option<Child>,
     pub address: SocketAddr,
+    /// The S3 listener (`s3_listen`).
+    pub s3_address: SocketAddr,
     pub data_dir: PathBuf,
     log_path: PathBuf,
     /// Just before the spawn.
@@ -91,6 +93,7 @@ impl Server {
         Ok(Server {
             child: Some(child),
             address,
+            s3_address,
             data_dir: data_dir.to_path_buf(),
             log_path,
             spawned_at,
@@ -103,6 +106,11 @@ impl Server {
 
     pub fn base_url(&self) -> String {
         format!("http://{}", self.address)
+    }
+
+    /// The S3 listener's URL (path-style: `URL/BUCKET/KEY`).
+    pub fn s3_url(&self) -> String {
+        format!("http://{}", self.s3_address)
     }
 
     /// Polls `/readyz` every `interval` until it answers 200; returns the time from the spawn.

@@ -280,7 +280,8 @@ impl Store {
     }
 
     /// Objects of `bucket` whose key starts with `prefix` and sorts after `lower` (or at
-    /// it, when `inclusive`), in key order: an indexed range scan.
+    /// it, when `inclusive`), in key order: one index range scan with a single lower and
+    /// a plain upper bound, so SQLite starts at the right key and stops at the prefix's end.
     pub async fn list_objects_from(
         &self,
         bucket: &str,
@@ -289,21 +290,25 @@ impl Store {
         inclusive: bool,
         limit: i64,
     ) -> StoreResult<Vec<ObjectRow>> {
-        let upper = prefix_upper_bound(prefix);
+        let (lower, inclusive) = if lower >= prefix {
+            (lower, inclusive)
+        } else {
+            (prefix, true)
+        };
         let comparison = if inclusive { ">=" } else { ">" };
+        let upper = prefix_upper_bound(prefix);
+        let upper_clause = if upper.is_some() { "AND key < $3" } else { "" };
+        let limit_slot = if upper.is_some() { "$4" } else { "$3" };
         let sql = format!(
             "SELECT {OBJECT_COLUMNS} FROM objects
-             WHERE bucket = $1 AND key >= $2 AND key {comparison} $3 AND ($4 IS NULL OR key < $4)
-             ORDER BY key LIMIT $5"
+             WHERE bucket = $1 AND key {comparison} $2 {upper_clause}
+             ORDER BY key LIMIT {limit_slot}"
         );
-        Ok(sqlx::query_as::<_, ObjectRow>(&sql)
-            .bind(bucket)
-            .bind(prefix)
-            .bind(lower)
-            .bind(upper)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?)
+        let mut query = sqlx::query_as::<_, ObjectRow>(&sql).bind(bucket).bind(lower);
+        if let Some(upper) = upper {
+            query = query.bind(upper);
+        }
+        Ok(query.bind(limit).fetch_all(&self.pool).await?)
     }
 
     pub async fn create_multipart_upload(&self, row: &MultipartUploadRow) -> StoreResult<()> {

@@ -78,6 +78,12 @@ impl Objects {
             (None, Some(after)) if !after.is_empty() => Some(Resume::AfterKey(after.clone())),
             _ => None,
         };
+        // Entries sort after the marker: a common prefix at or before it (a v1 client
+        // passing NextMarker = "dir/") is skipped whole, or paging would repeat it forever.
+        let marker = match &resume {
+            Some(Resume::AfterKey(key)) => Some(key.clone()),
+            _ => None,
+        };
         let mut page = ListPage::default();
         if max_keys == 0 {
             return Ok(page);
@@ -106,6 +112,12 @@ impl Objects {
                     let at = rest.find(delimiter)?;
                     Some(row.key[..prefix.len() + at + delimiter.len()].to_owned())
                 });
+                if let Some(common) = &common {
+                    if marker.as_ref().is_some_and(|marker| common <= marker) {
+                        resume = Some(Resume::AfterPrefix(common.clone()));
+                        continue 'fill;
+                    }
+                }
                 if count == max_keys {
                     page.truncated = true;
                     break 'fill;

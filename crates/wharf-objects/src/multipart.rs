@@ -118,15 +118,15 @@ impl Objects {
             .into_iter()
             .map(|part| (part.part_number, part))
             .collect();
-        let mut previous = 0;
+        // The whole list's order first: S3 answers InvalidPartOrder for a list out of
+        // order even when one of its parts is also too small.
+        if requested.windows(2).any(|pair| pair[1].0 <= pair[0].0) {
+            return Err(ObjectError::InvalidPart(
+                "the list of parts is not in ascending order (InvalidPartOrder)".into(),
+            ));
+        }
         let mut chosen = Vec::with_capacity(requested.len());
         for (index, (number, etag)) in requested.iter().enumerate() {
-            if *number <= previous {
-                return Err(ObjectError::InvalidPart(
-                    "the list of parts is not in ascending order (InvalidPartOrder)".into(),
-                ));
-            }
-            previous = *number;
             let part = stored.get(number).ok_or_else(|| {
                 ObjectError::InvalidPart(format!("part {number} was not uploaded"))
             })?;

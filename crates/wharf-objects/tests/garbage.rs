@@ -9,7 +9,10 @@ use wharf_objects::{bytes_stream, FsBlobStore, Objects, ObjectsConfig, PutOption
 
 async fn objects(root: &Path) -> Objects {
     let store = wharf_store::Store::open_in_memory().await.expect("store");
-    store.create_user("u1", "admin", "admin").await.expect("user");
+    store
+        .create_user("u1", "admin", "admin")
+        .await
+        .expect("user");
     let blobs = FsBlobStore::open(&root.join("objects")).expect("blobs");
     let objects = Objects::new(
         store,
@@ -17,7 +20,10 @@ async fn objects(root: &Path) -> Objects {
         wharf_auth::SecretBox::from_key([7; 32]),
         ObjectsConfig::default(),
     );
-    objects.create_bucket("data", "admin").await.expect("bucket");
+    objects
+        .create_bucket("data", "admin")
+        .await
+        .expect("bucket");
     objects
 }
 
@@ -54,13 +60,20 @@ async fn replaced_and_deleted_objects_free_their_blobs_after_the_commit() {
     let objects = objects(dir.path()).await;
     put(&objects, "a", b"first").await;
     put(&objects, "a", b"second").await;
-    assert_eq!(blob_count(dir.path()), 2, "the old blob waits for the collector");
+    assert_eq!(
+        blob_count(dir.path()),
+        2,
+        "the old blob waits for the collector"
+    );
     while objects.collect_garbage().await.expect("collect") {}
     assert_eq!(blob_count(dir.path()), 1);
     let row = objects.head_object("data", "a").await.expect("head");
     assert_eq!(row.size, 6);
 
-    objects.delete_object("data", "a", "admin").await.expect("delete");
+    objects
+        .delete_object("data", "a", "admin")
+        .await
+        .expect("delete");
     while objects.collect_garbage().await.expect("collect") {}
     assert_eq!(blob_count(dir.path()), 0);
 }
@@ -75,7 +88,14 @@ async fn aborted_multipart_uploads_free_their_parts() {
         .expect("create");
     for part in 1..=3 {
         objects
-            .upload_part("data", "big", &upload.id, part, bytes_stream(&b"part"[..]), None)
+            .upload_part(
+                "data",
+                "big",
+                &upload.id,
+                part,
+                bytes_stream(&b"part"[..]),
+                None,
+            )
             .await
             .expect("part");
     }
@@ -109,7 +129,10 @@ async fn blobs_a_crash_left_unreferenced_are_swept_once_old() {
     std::fs::write(&fresh, b"in progress").expect("fresh");
     objects.sweep_orphans().await;
     assert!(!old.exists(), "the old orphan is deleted");
-    assert!(fresh.exists(), "a young blob may belong to an upload in progress");
+    assert!(
+        fresh.exists(),
+        "a young blob may belong to an upload in progress"
+    );
     assert_eq!(blob_count(dir.path()), 2);
     assert!(objects.head_object("data", "kept").await.is_ok());
 }
@@ -118,9 +141,19 @@ async fn blobs_a_crash_left_unreferenced_are_swept_once_old() {
 async fn keys_that_look_like_paths_stay_keys() {
     let dir = tempfile::tempdir().expect("tempdir");
     let objects = objects(dir.path()).await;
-    for key in ["../escape", "/etc/passwd", "a/../../b", "ünïcødé/ファイル", "..", "."] {
+    for key in [
+        "../escape",
+        "/etc/passwd",
+        "a/../../b",
+        "ünïcødé/ファイル",
+        "..",
+        ".",
+    ] {
         put(&objects, key, b"x").await;
-        assert_eq!(objects.head_object("data", key).await.expect("head").key, key);
+        assert_eq!(
+            objects.head_object("data", key).await.expect("head").key,
+            key
+        );
     }
     let outside: Vec<_> = files(dir.path())
         .into_iter()

@@ -3,6 +3,7 @@
 //! authorization in `access.rs`, the listener in `serve.rs`.
 
 pub mod access;
+mod checksum;
 mod convert;
 mod multipart;
 pub mod serve;
@@ -12,6 +13,7 @@ use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
 
 use crate::list::ListRequest;
 use crate::s3::access::Identity;
+use crate::s3::checksum::ChecksumCheck;
 use crate::s3::convert::{
     check_conditions, etag, map_error, metadata_from, metadata_to, timestamp, to_blob_stream,
 };
@@ -39,6 +41,20 @@ pub(crate) fn identity<T>(request: &S3Request<T>) -> Identity {
             buckets: Some(Vec::new()),
             manages_buckets: false,
         })
+}
+
+/// S3 answers `KeyTooLongError` for keys over 1024 bytes (the object layer's own check
+/// says `InvalidArgument`, which clients do not recognise).
+pub(crate) fn check_key_length(key: &str) -> S3Result<()> {
+    if key.len() > crate::service::MAX_KEY_BYTES {
+        return Err(s3_error!(
+            KeyTooLongError,
+            "Your key is {} bytes; an object key may be at most {} bytes of UTF-8",
+            key.len(),
+            crate::service::MAX_KEY_BYTES
+        ));
+    }
+    Ok(())
 }
 
 fn owner() -> Owner {
@@ -126,6 +142,7 @@ impl S3 for WharfS3 {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let caller = identity(&request);
         let input = request.input;
+        check_key_length(&input.key)?;
         let limit = self.objects.config().max_object_size;
         if input
             .content_length
@@ -149,7 +166,8 @@ impl S3 for WharfS3 {
                 return Err(s3_error!(PreconditionFailed, "the object already exists"));
             }
         }
-        let body = to_blob_stream(input.body);
+        let checksums = ChecksumCheck::new(&request.headers, request.trailing_headers.clone());
+        let body = checksums.wrap(to_blob_stream(input.body));
         let options = PutOptions {
             content_type: input.content_type,
             metadata: metadata_from(input.metadata),
@@ -160,7 +178,7 @@ impl S3 for WharfS3 {
             .objects
             .put_object(&input.bucket, &input.key, body, options)
             .await
-            .map_err(map_error)?;
+            .map_err(|error| checksums.bad_digest().unwrap_or_else(|| map_error(error)))?;
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(etag(&row.etag)),
             size: Some(row.size),
@@ -324,6 +342,7 @@ impl S3 for WharfS3 {
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let caller = identity(&request);
         let input = request.input;
+        check_key_length(&input.key)?;
         let CopySource::Bucket {
             bucket: source_bucket,
             key: source_key,

@@ -3,6 +3,7 @@
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
+use crate::s3::checksum::ChecksumCheck;
 use crate::s3::convert::{etag, map_error, metadata_from, timestamp, to_blob_stream};
 use crate::s3::{identity, WharfS3};
 use crate::service::PutOptions;
@@ -13,6 +14,7 @@ pub async fn create(
 ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
     let caller = identity(&request);
     let input = request.input;
+    crate::s3::check_key_length(&input.key)?;
     let options = PutOptions {
         content_type: input.content_type,
         metadata: metadata_from(input.metadata),
@@ -36,6 +38,7 @@ pub async fn upload_part(
     s3: &WharfS3,
     request: S3Request<UploadPartInput>,
 ) -> S3Result<S3Response<UploadPartOutput>> {
+    let checksums = ChecksumCheck::new(&request.headers, request.trailing_headers.clone());
     let input = request.input;
     let limit = s3.objects.config().max_object_size;
     if input
@@ -54,11 +57,11 @@ pub async fn upload_part(
             &input.key,
             &input.upload_id,
             i64::from(input.part_number),
-            to_blob_stream(input.body),
+            checksums.wrap(to_blob_stream(input.body)),
             input.content_md5.as_deref(),
         )
         .await
-        .map_err(map_error)?;
+        .map_err(|error| checksums.bad_digest().unwrap_or_else(|| map_error(error)))?;
     Ok(S3Response::new(UploadPartOutput {
         e_tag: Some(etag(&part.etag)),
         ..Default::default()

@@ -138,7 +138,34 @@ async fn handle(
             None => return Ok(invalid_token_response()),
         }
     }
-    hyper::service::Service::call(&service, request).await
+    let (expects_continue, empty_body) = continue_expectation(request.headers());
+    let mut response = hyper::service::Service::call(&service, request).await?;
+    if expects_continue && (empty_body || !response.status().is_success()) {
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+    Ok(response)
+}
+
+/// Whether a request says `Expect: 100-continue`, and whether its body is empty.
+///
+/// botocore sends that expectation with every PUT, even empty ones, and when the final
+/// answer comes without a `100 Continue` first (an empty body needs none; an error is
+/// answered before the body is read) it keeps that answer's status line on the pooled
+/// connection and misreads the next response on it (boto/botocore#3755): a 60-second
+/// stall and a silent retry, or, when the unread body is drained from the next request,
+/// a SignatureDoesNotMatch for a request it never sent. `Connection: close` on those
+/// answers makes the client open a fresh connection instead.
+fn continue_expectation(headers: &http::HeaderMap) -> (bool, bool) {
+    let expects = headers
+        .get(http::header::EXPECT)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let empty = headers
+        .get(http::header::CONTENT_LENGTH)
+        .is_some_and(|value| value.as_bytes().trim_ascii() == b"0");
+    (expects, empty)
 }
 
 fn invalid_token_response() -> s3s::HttpResponse {

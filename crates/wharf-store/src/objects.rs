@@ -304,7 +304,9 @@ impl Store {
              WHERE bucket = $1 AND key {comparison} $2 {upper_clause}
              ORDER BY key LIMIT {limit_slot}"
         );
-        let mut query = sqlx::query_as::<_, ObjectRow>(&sql).bind(bucket).bind(lower);
+        let mut query = sqlx::query_as::<_, ObjectRow>(&sql)
+            .bind(bucket)
+            .bind(lower);
         if let Some(upper) = upper {
             query = query.bind(upper);
         }

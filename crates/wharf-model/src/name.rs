@@ -58,6 +58,30 @@ pub fn app_name_from_folder(folder: &str) -> Option<String> {
     }
 }
 
+/// Checks a bucket name against S3's rules; the error names the rule that is broken.
+pub fn validate_bucket_name(name: &str) -> Result<(), String> {
+    if name.len() < 3 || name.len() > 63 {
+        return Err("a bucket name must be 3 to 63 characters long".into());
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    {
+        return Err("a bucket name may only contain lowercase letters, digits, '-' and '.'".into());
+    }
+    let edge = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if !edge(name.as_bytes()[0]) || !edge(name.as_bytes()[name.len() - 1]) {
+        return Err("a bucket name must begin and end with a letter or digit".into());
+    }
+    if name.contains("..") {
+        return Err("a bucket name must not contain two adjacent periods".into());
+    }
+    if name.split('.').count() == 4 && name.split('.').all(|part| part.parse::<u8>().is_ok()) {
+        return Err("a bucket name must not look like an IP address".into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use crate::name::{app_name_from_folder, validate_app_name};
@@ -152,28 +176,4 @@ mod tests {
             assert_eq!(validate_app_name(&name), Ok(()), "{folder:?} -> {name:?}");
         }
     }
-}
-
-/// Checks a bucket name against S3's rules; the error names the rule that is broken.
-pub fn validate_bucket_name(name: &str) -> Result<(), String> {
-    if name.len() < 3 || name.len() > 63 {
-        return Err("a bucket name must be 3 to 63 characters long".into());
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-    {
-        return Err("a bucket name may only contain lowercase letters, digits, '-' and '.'".into());
-    }
-    let edge = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    if !edge(name.as_bytes()[0]) || !edge(name.as_bytes()[name.len() - 1]) {
-        return Err("a bucket name must begin and end with a letter or digit".into());
-    }
-    if name.contains("..") {
-        return Err("a bucket name must not contain two adjacent periods".into());
-    }
-    if name.split('.').count() == 4 && name.split('.').all(|part| part.parse::<u8>().is_ok()) {
-        return Err("a bucket name must not look like an IP address".into());
-    }
-    Ok(())
 }

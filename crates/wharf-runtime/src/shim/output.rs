@@ -22,12 +22,14 @@ impl LogWriter {
 
     /// Appends one entry, captured now. Each entry is a single `write` of a whole line to a
     /// file opened for appending, so followers see it at once and never see half of it.
+    /// The time is taken under the lock, so the file's order is the time order even when
+    /// stdout and stderr are pumped by two threads.
     pub(crate) fn write(&self, stream: &str, text: &str) {
-        let bytes = LogLine::now(stream, text).to_json_line();
         let mut file = self
             .file
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let bytes = LogLine::now(stream, text).to_json_line();
         if let Err(error) = file.write_all(&bytes) {
             // Nowhere better to report it: the shim's stderr goes to RUN/shim.log.
             eprintln!("Could not append to the run log: {error}");

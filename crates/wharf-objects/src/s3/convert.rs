@@ -165,3 +165,23 @@ pub fn encode_if(url: bool, text: String) -> String {
         text
     }
 }
+
+/// Whether a listing asked for `encoding-type=url`.
+pub fn url_encoding(encoding: Option<&s3s::dto::EncodingType>) -> bool {
+    encoding.is_some_and(|encoding| encoding.as_str() == s3s::dto::EncodingType::URL)
+}
+
+/// A listing's `Contents`, keys encoded as asked.
+pub fn object_entries(rows: &[ObjectRow], url: bool) -> Vec<Object> {
+    rows.iter().map(|row| object_entry(row, url)).collect()
+}
+
+/// A listing's `CommonPrefixes`, encoded as asked.
+pub fn common_prefixes(prefixes: Vec<String>, url: bool) -> Vec<s3s::dto::CommonPrefix> {
+    prefixes
+        .into_iter()
+        .map(|prefix| s3s::dto::CommonPrefix {
+            prefix: Some(encode_if(url, prefix)),
+        })
+        .collect()
+}

@@ -420,10 +420,7 @@ impl S3 for WharfS3 {
             .await
             .map_err(map_error)?;
         let key_count = (page.objects.len() + page.common_prefixes.len()) as i32;
-        let url = input
-            .encoding_type
-            .as_ref()
-            .is_some_and(|encoding| encoding.as_str() == EncodingType::URL);
+        let url = convert::url_encoding(input.encoding_type.as_ref());
         let encode = |text: Option<String>| text.map(|text| convert::encode_if(url, text));
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(input.bucket),
@@ -436,20 +433,8 @@ impl S3 for WharfS3 {
             is_truncated: Some(page.truncated),
             next_continuation_token: page.next_token,
             encoding_type: input.encoding_type,
-            contents: Some(
-                page.objects
-                    .iter()
-                    .map(|row| convert::object_entry(row, url))
-                    .collect(),
-            ),
-            common_prefixes: Some(
-                page.common_prefixes
-                    .into_iter()
-                    .map(|prefix| CommonPrefix {
-                        prefix: Some(convert::encode_if(url, prefix)),
-                    })
-                    .collect(),
-            ),
+            contents: Some(convert::object_entries(&page.objects, url)),
+            common_prefixes: Some(convert::common_prefixes(page.common_prefixes, url)),
             ..Default::default()
         }))
     }
@@ -479,10 +464,7 @@ impl S3 for WharfS3 {
             .into_iter()
             .chain(page.common_prefixes.last().cloned())
             .max();
-        let url = input
-            .encoding_type
-            .as_ref()
-            .is_some_and(|encoding| encoding.as_str() == EncodingType::URL);
+        let url = convert::url_encoding(input.encoding_type.as_ref());
         let encode = |text: Option<String>| text.map(|text| convert::encode_if(url, text));
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(input.bucket),
@@ -497,20 +479,8 @@ impl S3 for WharfS3 {
                 None
             },
             encoding_type: input.encoding_type,
-            contents: Some(
-                page.objects
-                    .iter()
-                    .map(|row| convert::object_entry(row, url))
-                    .collect(),
-            ),
-            common_prefixes: Some(
-                page.common_prefixes
-                    .into_iter()
-                    .map(|prefix| CommonPrefix {
-                        prefix: Some(convert::encode_if(url, prefix)),
-                    })
-                    .collect(),
-            ),
+            contents: Some(convert::object_entries(&page.objects, url)),
+            common_prefixes: Some(convert::common_prefixes(page.common_prefixes, url)),
             ..Default::default()
         }))
     }

@@ -1,13 +1,14 @@
 //! The server side: launch a shim, watch it through its lock, ask it to stop.
 
+use std::ffi::OsStr;
 use std::fs::OpenOptions;
-use std::os::fd::AsRawFd;
+use std::io::Write;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::fs_util::write_atomic;
 use crate::lock::{self, ProcessHandle, TryLock};
+use crate::spawn::{spawn_shim, ShimCommand};
 use crate::{
     ExitStatus, LaunchSpec, RuntimeError, INPUT_DIR, OUTPUT_DIR, SHIM_LOCK_FILE, SHIM_LOG_FILE,
     SHIM_PID_FILE, SHIM_SUBCOMMAND, SPEC_FILE, STATUS_FILE, TMP_DIR, WORK_DIR,
@@ -57,86 +58,34 @@ impl LocalRuntime {
     ///
     /// `run_dir` may already exist (for example with inputs staged in `work/input`) but must
     /// not have been launched before.
+    ///
+    /// Nothing written here is fsynced: until the shim holds the lock, a crash of the server
+    /// (or of the machine) leaves a run that is not alive and has no `status.json`, which the
+    /// reconciler records as lost (and retries when the policy allows), whatever state these
+    /// files are in. The shim reads `spec.json` only after it was completely written, and what
+    /// must survive a crash of the machine, the exit, the shim writes durably.
     pub async fn launch(
         &self,
         run_dir: &Path,
         spec: &LaunchSpec,
     ) -> Result<Launched, RuntimeError> {
         spec.validate()?;
-        check_paths_exist(spec)?;
-        // Creating folders and fsyncing spec.json may block for a while: off the runtime.
-        let (requested_dir, owned_spec) = (run_dir.to_path_buf(), spec.clone());
-        let run_dir =
-            tokio::task::spawn_blocking(move || prepare_run_dir(&requested_dir, &owned_spec))
-                .await
-                .map_err(|error| RuntimeError::Wait {
-                    run_dir: run_dir.to_path_buf(),
-                    message: format!("preparing the run folder failed: {error}"),
-                })??;
-
-        let lock_path = run_dir.join(SHIM_LOCK_FILE);
-        let lock_file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(|source| RuntimeError::io("create the lock file", &lock_path, source))?;
-        acquire_fresh_lock(&lock_file, &lock_path).await?;
-
-        let shim_log_path = run_dir.join(SHIM_LOG_FILE);
-        let shim_log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&shim_log_path)
-            .map_err(|source| RuntimeError::io("create the shim log", &shim_log_path, source))?;
-
-        let mut command = tokio::process::Command::new(&self.config.shim_exe);
-        command
-            .args(&self.config.shim_args)
-            .arg(&run_dir)
-            .current_dir(&run_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(shim_log)
-            .kill_on_drop(false);
-        let lock_fd = lock_file.as_raw_fd();
-        // SAFETY: the closure runs in the forked child before exec and only makes
-        // async-signal-safe system calls (setsid, dup2, fcntl, sigprocmask).
-        unsafe {
-            command.pre_exec(move || shim_pre_exec(lock_fd));
-        }
-        let mut child = match command.spawn() {
-            Ok(child) => child,
-            Err(source) => {
-                // Nothing runs: leave the folder launchable again (inputs stay).
-                for file in [SPEC_FILE, SHIM_LOCK_FILE, SHIM_LOG_FILE] {
-                    let _ = std::fs::remove_file(run_dir.join(file));
-                }
-                return Err(RuntimeError::SpawnShim {
-                    exe: self.config.shim_exe.clone(),
-                    run_dir,
-                    source,
-                });
-            }
-        };
-        // The shim now holds the lock through its own copy of the descriptor.
-        drop(lock_file);
-        let Some(shim_pid) = child.id() else {
-            return Err(RuntimeError::SpawnShim {
-                exe: self.config.shim_exe.clone(),
-                run_dir,
-                source: std::io::Error::other("the shim exited before its pid could be read"),
-            });
-        };
-        let pid_path = run_dir.join(SHIM_PID_FILE);
-        write_atomic(&pid_path, ".launch-tmp", format!("{shim_pid}\n").as_bytes())
-            .map_err(|source| RuntimeError::io("write", &pid_path, source))?;
+        // File-system work and the spawn block: off the async runtime, in one hop.
+        let (requested_dir, owned_spec, config) =
+            (run_dir.to_path_buf(), spec.clone(), self.config.clone());
+        let shim_pid = tokio::task::spawn_blocking(move || {
+            launch_blocking(&config, &requested_dir, &owned_spec)
+        })
+        .await
+        .map_err(|error| RuntimeError::Wait {
+            run_dir: run_dir.to_path_buf(),
+            message: format!("launching the shim failed: {error}"),
+        })??;
 
         // Reap the shim when it exits; never kill it.
         let workload_id = spec.workload_id.clone();
         tokio::spawn(async move {
-            match child.wait().await {
+            match crate::spawn::reap(shim_pid).await {
                 Ok(status) => {
                     tracing::debug!(%workload_id, shim_pid, %status, "Shim exited.")
                 }
@@ -145,36 +94,78 @@ impl LocalRuntime {
                 }
             }
         });
-        Ok(Launched { shim_pid })
+        Ok(Launched {
+            shim_pid: shim_pid as u32,
+        })
     }
 }
 
-/// In the shim's child process, before exec: own session (a Ctrl-C or a kill of the server's
-/// process group does not reach it), the locked descriptor on fd 3 (the very same open file
-/// description, so the lock is held without a gap), and SIGTERM/SIGINT blocked so that a
-/// stop request arriving before the shim installs its handling stays pending instead of
-/// killing it.
-fn shim_pre_exec(lock_fd: libc::c_int) -> std::io::Result<()> {
-    // SAFETY: async-signal-safe system calls on plain integers and a local sigset.
-    unsafe {
-        if libc::setsid() == -1 {
-            return Err(std::io::Error::last_os_error());
+/// The blocking part of [`LocalRuntime::launch`]: prepares the folder, takes the lock and
+/// spawns the shim. Returns the shim's pid.
+fn launch_blocking(
+    config: &LocalRuntimeConfig,
+    run_dir: &Path,
+    spec: &LaunchSpec,
+) -> Result<libc::pid_t, RuntimeError> {
+    check_paths_exist(spec)?;
+    let run_dir = prepare_run_dir(run_dir, spec)?;
+
+    let lock_path = run_dir.join(SHIM_LOCK_FILE);
+    let lock_file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(|source| RuntimeError::io("create the lock file", &lock_path, source))?;
+    acquire_fresh_lock(&lock_file, &lock_path)?;
+
+    let shim_log_path = run_dir.join(SHIM_LOG_FILE);
+    let mut args: Vec<&OsStr> = config.shim_args.iter().map(OsStr::new).collect();
+    args.push(run_dir.as_os_str());
+    let command = ShimCommand {
+        program: &config.shim_exe,
+        args,
+        current_dir: &run_dir,
+        stderr_path: &shim_log_path,
+        lock: lock_file.as_fd(),
+    };
+    let shim_pid = match spawn_shim(&command) {
+        Ok(pid) => pid,
+        Err(source) => {
+            // Nothing runs: leave the folder launchable again (inputs stay).
+            for file in [SPEC_FILE, SHIM_LOCK_FILE, SHIM_LOG_FILE] {
+                let _ = std::fs::remove_file(run_dir.join(file));
+            }
+            return Err(RuntimeError::SpawnShim {
+                exe: config.shim_exe.clone(),
+                run_dir,
+                source,
+            });
         }
-        if lock_fd == LOCK_FD_IN_SHIM {
-            lock::set_close_on_exec(LOCK_FD_IN_SHIM, false)?;
-        } else if libc::dup2(lock_fd, LOCK_FD_IN_SHIM) == -1 {
-            // dup2 leaves FD_CLOEXEC cleared on the new descriptor.
-            return Err(std::io::Error::last_os_error());
-        }
-        let mut blocked: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut blocked);
-        libc::sigaddset(&mut blocked, libc::SIGTERM);
-        libc::sigaddset(&mut blocked, libc::SIGINT);
-        if libc::pthread_sigmask(libc::SIG_BLOCK, &blocked, std::ptr::null_mut()) != 0 {
-            return Err(std::io::Error::other("pthread_sigmask failed"));
-        }
+    };
+    // The shim now holds the lock through its own copy of the descriptor.
+    drop(lock_file);
+    // The shim writes shim.pid too if it finds none, so a server that dies right here leaves
+    // a stoppable run; both write the same pid, whole (through a rename).
+    if let Err(error) = write_pid_file(&run_dir, ".launch-tmp", shim_pid) {
+        tracing::warn!(run_dir = %run_dir.display(), %error, "Could not write {SHIM_PID_FILE}; the shim writes it.");
     }
-    Ok(())
+    Ok(shim_pid)
+}
+
+/// Writes `RUN/shim.pid` whole (write a temporary file, rename it over), without fsync:
+/// the pid only matters while the shim lives, and no shim outlives a crash of the machine.
+pub(crate) fn write_pid_file(
+    run_dir: &Path,
+    tmp_suffix: &str,
+    pid: libc::pid_t,
+) -> std::io::Result<()> {
+    let path = run_dir.join(SHIM_PID_FILE);
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(tmp_suffix);
+    std::fs::write(&tmp_name, format!("{pid}\n"))?;
+    std::fs::rename(&tmp_name, &path)
 }
 
 fn check_paths_exist(spec: &LaunchSpec) -> Result<(), RuntimeError> {
@@ -220,20 +211,32 @@ fn prepare_run_dir(run_dir: &Path, spec: &LaunchSpec) -> Result<PathBuf, Runtime
         line: None,
         problem: format!("could not encode the launch spec: {error}"),
     })?;
-    write_atomic(&spec_path, ".tmp", &json)
+    // No temporary file and rename: no shim reads it before this write has returned.
+    let mut file = match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&spec_path)
+    {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(RuntimeError::AlreadyLaunched { run_dir })
+        }
+        Err(source) => return Err(RuntimeError::io("create", &spec_path, source)),
+    };
+    file.write_all(&json)
         .map_err(|source| RuntimeError::io("write", &spec_path, source))?;
     Ok(run_dir)
 }
 
 /// Takes the lock of a freshly created lock file. Only a momentary `is_alive` probe can hold
 /// it, so retry briefly.
-async fn acquire_fresh_lock(file: &std::fs::File, path: &Path) -> Result<(), RuntimeError> {
+fn acquire_fresh_lock(file: &std::fs::File, path: &Path) -> Result<(), RuntimeError> {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         match lock::try_lock_exclusive(file) {
             Ok(TryLock::Acquired) => return Ok(()),
             Ok(TryLock::HeldElsewhere) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(5)).await
+                std::thread::sleep(Duration::from_millis(1))
             }
             Ok(TryLock::HeldElsewhere) => return Err(RuntimeError::io(
                 "lock",

@@ -33,6 +33,7 @@ mod lock;
 pub mod logs;
 mod sandbox;
 mod shim;
+mod spawn;
 mod spec;
 
 pub use crate::error::RuntimeError;

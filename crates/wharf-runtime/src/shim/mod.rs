@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::mpsc::{self, Sender};
 
 use crate::fs_util::write_atomic;
-use crate::launch::LOCK_FD_IN_SHIM;
+use crate::launch::{write_pid_file, LOCK_FD_IN_SHIM};
 use crate::lock::{self, TryLock};
 use crate::shim::output::LogWriter;
 use crate::shim::supervise::{supervise, Event};
@@ -48,14 +48,14 @@ pub fn shim_main(run_dir: &Path) -> i32 {
         );
         return 1;
     }
-    // SAFETY: getpid has no requirements.
-    let own_pid = unsafe { libc::getpid() };
-    if let Err(error) = write_atomic(
-        &run_dir.join(SHIM_PID_FILE),
-        ".shim-tmp",
-        format!("{own_pid}\n").as_bytes(),
-    ) {
-        eprintln!("wharf shim: could not write {SHIM_PID_FILE}: {error}");
+    // `launch` writes shim.pid right after spawning us; write it only when it did not (a
+    // server that died in between, or a shim started by hand). Both write the same pid.
+    if !run_dir.join(SHIM_PID_FILE).exists() {
+        // SAFETY: getpid has no requirements.
+        let own_pid = unsafe { libc::getpid() };
+        if let Err(error) = write_pid_file(run_dir, ".shim-tmp", own_pid) {
+            eprintln!("wharf shim: could not write {SHIM_PID_FILE}: {error}");
+        }
     }
 
     let log_path = run_dir.join(LOG_FILE);

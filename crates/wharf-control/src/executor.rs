@@ -1,6 +1,7 @@
 //! The executor: claims due runs within the concurrency limits, launches them on the
 //! runtime, and records how they end (with the retry, in one transaction).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -33,14 +34,23 @@ impl Control {
 
     /// Starts every due run that fits the limits; returns how long to sleep.
     async fn dispatch_due_runs(&self) -> ControlResult<Duration> {
+        wharf_runtime::perf_mark("wake", "-");
         let store = self.store();
         let max_global = i64::from(self.config().max_concurrent_runs);
-        let mut active = store
-            .runs_in_states(&[RunState::Starting, RunState::Running])
-            .await?
-            .len() as i64;
         let now = wharf_store::now_millis();
-        for run in store.due_runs(now, 256).await? {
+        // Both reads at once (two pooled connections): one round trip before the claim.
+        let (active_runs, due_runs) = tokio::try_join!(
+            store.runs_in_states(&[RunState::Starting, RunState::Running]),
+            store.due_runs(now, 256),
+        )?;
+        // Only this loop moves runs into `starting`, so counting from the snapshot (plus what
+        // the loop claims) never exceeds a limit; runs ending meanwhile wake us again.
+        let mut active = active_runs.len() as i64;
+        let mut active_per_app: HashMap<String, i64> = HashMap::new();
+        for run in &active_runs {
+            *active_per_app.entry(run.app_id.clone()).or_default() += 1;
+        }
+        for run in due_runs {
             if active >= max_global {
                 break;
             }
@@ -51,10 +61,8 @@ impl Control {
                     continue;
                 }
             };
-            let app_active = store
-                .count_app_runs_in_states(&run.app_id, &[RunState::Starting, RunState::Running])
-                .await?;
-            if app_active >= i64::from(manifest.job.concurrency) {
+            let app_active = active_per_app.entry(run.app_id.clone()).or_default();
+            if *app_active >= i64::from(manifest.job.concurrency) {
                 continue;
             }
             if !store
@@ -64,11 +72,14 @@ impl Control {
                 continue;
             }
             active += 1;
+            *app_active += 1;
+            wharf_runtime::perf_mark("claimed", &run.id);
             if let Err(error) = self.launch_run(&run, &manifest).await {
                 tracing::error!(run_id = %run.id, %error, "Failed to launch a run.");
                 self.fail_unstartable(&run, &format!("Wharf could not start the run: {error}"))
                     .await?;
                 active -= 1;
+                *app_active -= 1;
             }
         }
         let next = store.next_due_time().await?;
@@ -120,6 +131,7 @@ impl Control {
         };
         let run_dir = self.run_dir(&run.id);
         let launched = self.inner.runtime.launch(&run_dir, &spec).await?;
+        wharf_runtime::perf_mark("launched", &run.id);
         let started_at = wharf_store::now_millis();
         if !self
             .store()
@@ -129,6 +141,7 @@ impl Control {
             // Cancelled while it was being launched.
             wharf_runtime::request_stop(&run_dir)?;
         }
+        wharf_runtime::perf_mark("marked", &run.id);
         tracing::info!(run_id = %run.id, app = %run.app_name, shim_pid = launched.shim_pid, "Run started.");
         self.watch_run(run.id.clone(), run_dir);
         Ok(())

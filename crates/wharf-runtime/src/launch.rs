@@ -5,13 +5,16 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::lock::{self, ProcessHandle, TryLock};
+use crate::prepared::{Prepared, Reserve};
 use crate::spawn::{spawn_shim, ShimCommand};
+use crate::standby::{Standby, STANDBY_ARGUMENT};
 use crate::{
-    ExitStatus, LaunchSpec, RuntimeError, INPUT_DIR, OUTPUT_DIR, SHIM_LOCK_FILE, SHIM_LOG_FILE,
-    SHIM_PID_FILE, SHIM_SUBCOMMAND, SPEC_FILE, STATUS_FILE, TMP_DIR, WORK_DIR,
+    ExitStatus, LaunchSpec, RuntimeError, INPUT_DIR, LOG_FILE, OUTPUT_DIR, SHIM_LOCK_FILE,
+    SHIM_LOG_FILE, SHIM_PID_FILE, SHIM_SUBCOMMAND, SPEC_FILE, STATUS_FILE, TMP_DIR, WORK_DIR,
 };
 
 /// The descriptor number on which the shim finds its (already locked) `shim.lock`.
@@ -36,10 +39,21 @@ impl LocalRuntimeConfig {
     }
 }
 
-/// Launches workloads as supervised process trees on this machine.
-#[derive(Debug, Clone)]
+/// Launches workloads as supervised process trees on this machine. Cheap to clone (clones
+/// share what is prepared for the next launch).
+#[derive(Clone)]
 pub struct LocalRuntime {
     config: LocalRuntimeConfig,
+    prepared: Arc<Prepared>,
+}
+
+impl std::fmt::Debug for LocalRuntime {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("LocalRuntime")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A workload whose shim has been spawned.
@@ -48,16 +62,44 @@ pub struct Launched {
     pub shim_pid: u32,
 }
 
+/// Which process took the run.
+struct ShimStarted {
+    pid: libc::pid_t,
+    /// Spawned for this run (else a standby, which is reaped already).
+    fresh: bool,
+}
+
 impl LocalRuntime {
     pub fn new(config: LocalRuntimeConfig) -> Self {
-        LocalRuntime { config }
+        LocalRuntime {
+            config,
+            prepared: Default::default(),
+        }
     }
 
-    /// Creates `run_dir` (its folders and `spec.json`) and spawns the shim holding the
-    /// liveness lock. Returns once the shim is spawned; the workload starts moments later.
+    /// Starts a standby shim in the background, so that the first launch does not wait for
+    /// one to start. Optional; call within a Tokio runtime.
+    pub fn warm_up(&self) {
+        self.prepared.refill(&self.config, None);
+    }
+
+    /// The pid of the standby shim waiting for the next launch, if one is ready (tests).
+    #[doc(hidden)]
+    pub fn standby_pid(&self) -> Option<u32> {
+        self.prepared.standby_pid().map(|pid| pid as u32)
+    }
+
+    /// Creates `run_dir` (its folders and `spec.json`) and gives the run to a shim holding
+    /// the liveness lock. Returns once the shim holds the lock; the workload starts moments
+    /// later.
     ///
     /// `run_dir` may already exist (for example with inputs staged in `work/input`) but must
     /// not have been launched before.
+    ///
+    /// What is slow in that is done ahead of time, in the background after each launch: a
+    /// spare run folder (`spare.rs`) is renamed to `run_dir` when `run_dir` does not exist
+    /// yet, and a standby shim (`standby.rs`) takes the run over; when either is missing,
+    /// the launch creates the folder or spawns a shim itself.
     ///
     /// Nothing written here is fsynced: until the shim holds the lock, a crash of the server
     /// (or of the machine) leaves a run that is not alive and has no `status.json`, which the
@@ -70,71 +112,123 @@ impl LocalRuntime {
         spec: &LaunchSpec,
     ) -> Result<Launched, RuntimeError> {
         spec.validate()?;
-        // File-system work and the spawn block: off the async runtime, in one hop.
+        let reserve = self.prepared.take();
+        // File-system work, the hand-over and the spawn block: off the async runtime, in one
+        // hop.
         let (requested_dir, owned_spec, config) =
             (run_dir.to_path_buf(), spec.clone(), self.config.clone());
-        let shim_pid = tokio::task::spawn_blocking(move || {
-            launch_blocking(&config, &requested_dir, &owned_spec)
+        let (started, unused) = tokio::task::spawn_blocking(move || {
+            let mut reserve = reserve;
+            let started = launch_blocking(&config, &requested_dir, &owned_spec, &mut reserve);
+            (started, reserve)
         })
         .await
         .map_err(|error| RuntimeError::Wait {
             run_dir: run_dir.to_path_buf(),
             message: format!("launching the shim failed: {error}"),
-        })??;
+        })?;
+        self.prepared.put_back(unused);
+        // Prepare the next launch (also after a failure).
+        self.prepared.refill(&self.config, run_dir.parent());
+        let started = started?;
 
-        // Reap the shim when it exits; never kill it.
-        let workload_id = spec.workload_id.clone();
-        tokio::spawn(async move {
-            match crate::spawn::reap(shim_pid).await {
-                Ok(status) => {
-                    tracing::debug!(%workload_id, shim_pid, %status, "Shim exited.")
+        if started.fresh {
+            // Reap the shim when it exits; never kill it.
+            let (workload_id, shim_pid) = (spec.workload_id.clone(), started.pid);
+            tokio::spawn(async move {
+                match crate::spawn::reap(shim_pid).await {
+                    Ok(status) => {
+                        tracing::debug!(%workload_id, shim_pid, %status, "Shim exited.")
+                    }
+                    Err(error) => {
+                        tracing::warn!(%workload_id, shim_pid, %error, "Could not reap the shim.")
+                    }
                 }
-                Err(error) => {
-                    tracing::warn!(%workload_id, shim_pid, %error, "Could not reap the shim.")
-                }
-            }
-        });
+            });
+        }
         Ok(Launched {
-            shim_pid: shim_pid as u32,
+            shim_pid: started.pid as u32,
         })
     }
 }
 
-/// The blocking part of [`LocalRuntime::launch`]: prepares the folder, takes the lock and
-/// spawns the shim. Returns the shim's pid.
+/// The run folder, its locked `shim.lock` and its `shim.log`, ready for a shim.
+struct ReadyRunDir {
+    run_dir: PathBuf,
+    lock: std::fs::File,
+    shim_log: std::fs::File,
+}
+
+/// The blocking part of [`LocalRuntime::launch`]: makes the run folder (from the spare in
+/// `reserve` if it fits), then hands the run to the standby in `reserve` or spawns a shim
+/// for it. What it does not use stays in `reserve`.
 fn launch_blocking(
     config: &LocalRuntimeConfig,
     run_dir: &Path,
     spec: &LaunchSpec,
-) -> Result<libc::pid_t, RuntimeError> {
+    reserve: &mut Reserve,
+) -> Result<ShimStarted, RuntimeError> {
     check_paths_exist(spec)?;
-    let run_dir = prepare_run_dir(run_dir, spec)?;
+    let spec_json = serde_json::to_vec_pretty(spec).map_err(|error| RuntimeError::CorruptFile {
+        path: run_dir.join(SPEC_FILE),
+        line: None,
+        problem: format!("could not encode the launch spec: {error}"),
+    })?;
+    let from_spare = reserve
+        .spare
+        .take_if(|spare| spare.fits(run_dir))
+        .and_then(|spare| match spare.claim(run_dir, &spec_json) {
+            Ok(claimed) => Some(ReadyRunDir {
+                run_dir: claimed.run_dir,
+                lock: claimed.lock,
+                shim_log: claimed.shim_log,
+            }),
+            Err(error) => {
+                tracing::debug!(run_dir = %run_dir.display(), %error, "Could not use the spare run folder.");
+                None
+            }
+        });
+    let ready = match from_spare {
+        Some(ready) => ready,
+        None => make_run_dir(run_dir, &spec_json)?,
+    };
 
-    let lock_path = run_dir.join(SHIM_LOCK_FILE);
-    let lock_file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&lock_path)
-        .map_err(|source| RuntimeError::io("create the lock file", &lock_path, source))?;
-    acquire_fresh_lock(&lock_file, &lock_path)?;
+    if let Some(standby) = reserve.standby.take() {
+        match hand_over(standby, &ready) {
+            Ok(pid) => {
+                return Ok(ShimStarted { pid, fresh: false });
+            }
+            Err(Some(error)) => return Err(error),
+            Err(None) => {}
+        }
+    }
 
-    let shim_log_path = run_dir.join(SHIM_LOG_FILE);
+    let ReadyRunDir {
+        run_dir,
+        lock,
+        shim_log,
+    } = ready;
     let mut args: Vec<&OsStr> = config.shim_args.iter().map(OsStr::new).collect();
     args.push(run_dir.as_os_str());
     let command = ShimCommand {
         program: &config.shim_exe,
         args,
-        current_dir: &run_dir,
-        stderr_path: &shim_log_path,
-        lock: lock_file.as_fd(),
+        current_dir: Some(&run_dir),
+        stdin: None,
+        stderr: Some(shim_log.as_fd()),
+        lock: Some(lock.as_fd()),
     };
     let shim_pid = match spawn_shim(&command) {
         Ok(pid) => pid,
         Err(source) => {
             // Nothing runs: leave the folder launchable again (inputs stay).
-            for file in [SPEC_FILE, SHIM_LOCK_FILE, SHIM_LOG_FILE] {
+            for file in [
+                SPEC_FILE,
+                SHIM_LOCK_FILE,
+                SHIM_LOG_FILE,
+                SHIM_PID_FILE,
+                LOG_FILE,
+            ] {
                 let _ = std::fs::remove_file(run_dir.join(file));
             }
             return Err(RuntimeError::SpawnShim {
@@ -145,13 +239,81 @@ fn launch_blocking(
         }
     };
     // The shim now holds the lock through its own copy of the descriptor.
-    drop(lock_file);
+    drop(lock);
     // The shim writes shim.pid too if it finds none, so a server that dies right here leaves
     // a stoppable run; both write the same pid, whole (through a rename).
     if let Err(error) = write_pid_file(&run_dir, ".launch-tmp", shim_pid) {
         tracing::warn!(run_dir = %run_dir.display(), %error, "Could not write {SHIM_PID_FILE}; the shim writes it.");
     }
-    Ok(shim_pid)
+    Ok(ShimStarted {
+        pid: shim_pid,
+        fresh: true,
+    })
+}
+
+/// Makes the run folder without a spare: its layout, `spec.json`, the locked `shim.lock`
+/// and `shim.log`.
+fn make_run_dir(run_dir: &Path, spec_json: &[u8]) -> Result<ReadyRunDir, RuntimeError> {
+    let run_dir = prepare_run_dir(run_dir, spec_json)?;
+    let lock_path = run_dir.join(SHIM_LOCK_FILE);
+    let lock = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(|source| RuntimeError::io("create the lock file", &lock_path, source))?;
+    acquire_fresh_lock(&lock, &lock_path)?;
+    let shim_log_path = run_dir.join(SHIM_LOG_FILE);
+    let shim_log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&shim_log_path)
+        .map_err(|source| RuntimeError::io("create the shim log", &shim_log_path, source))?;
+    Ok(ReadyRunDir {
+        run_dir,
+        lock,
+        shim_log,
+    })
+}
+
+/// Gives the run to `standby`; returns its pid once it holds the lock. `Err(None)`: it did
+/// not take the run and is gone, so spawn a shim instead; `Err(Some(_))`: the run cannot be
+/// started.
+fn hand_over(standby: Standby, ready: &ReadyRunDir) -> Result<libc::pid_t, Option<RuntimeError>> {
+    let pid = standby.pid;
+    let run_dir = ready.run_dir.as_path();
+    // The standby does not write shim.pid: we do, before its answer, so that it exists
+    // when the launch returns and whenever the standby runs the workload (a standby that
+    // cannot answer because the server is gone does not start it).
+    let write_pid = || {
+        if let Err(error) = write_pid_file(run_dir, ".launch-tmp", pid) {
+            tracing::warn!(run_dir = %run_dir.display(), %error, "Could not write {SHIM_PID_FILE}.");
+        }
+    };
+    match standby.hand_over(
+        run_dir,
+        ready.lock.as_fd(),
+        ready.shim_log.as_fd(),
+        write_pid,
+    ) {
+        Ok(()) => Ok(pid),
+        Err(error) => {
+            tracing::warn!(standby_pid = pid, run_dir = %run_dir.display(), %error, "The standby shim did not take the run over; starting a fresh shim.");
+            if standby.discard() {
+                // It answered after all, just too late, and may have started the workload
+                // before it was stopped: starting it again could run it twice.
+                return Err(Some(RuntimeError::SpawnShim {
+                    exe: PathBuf::from(STANDBY_ARGUMENT),
+                    run_dir: run_dir.to_path_buf(),
+                    source: std::io::Error::other(
+                        "the standby shim stalled while taking the run over and was stopped",
+                    ),
+                }));
+            }
+            Err(None)
+        }
+    }
 }
 
 /// Writes `RUN/shim.pid` whole (write a temporary file, rename it over), without fsync:
@@ -189,7 +351,7 @@ fn check_paths_exist(spec: &LaunchSpec) -> Result<(), RuntimeError> {
 }
 
 /// Creates the run folder layout and writes `spec.json`. Returns the absolute run folder.
-fn prepare_run_dir(run_dir: &Path, spec: &LaunchSpec) -> Result<PathBuf, RuntimeError> {
+fn prepare_run_dir(run_dir: &Path, spec_json: &[u8]) -> Result<PathBuf, RuntimeError> {
     std::fs::create_dir_all(run_dir)
         .map_err(|source| RuntimeError::io("create the run folder", run_dir, source))?;
     let run_dir = run_dir
@@ -206,11 +368,6 @@ fn prepare_run_dir(run_dir: &Path, spec: &LaunchSpec) -> Result<PathBuf, Runtime
             .map_err(|source| RuntimeError::io("create the work folder", &dir, source))?;
     }
     let spec_path = run_dir.join(SPEC_FILE);
-    let json = serde_json::to_vec_pretty(spec).map_err(|error| RuntimeError::CorruptFile {
-        path: spec_path.clone(),
-        line: None,
-        problem: format!("could not encode the launch spec: {error}"),
-    })?;
     // No temporary file and rename: no shim reads it before this write has returned.
     let mut file = match OpenOptions::new()
         .write(true)
@@ -223,7 +380,7 @@ fn prepare_run_dir(run_dir: &Path, spec: &LaunchSpec) -> Result<PathBuf, Runtime
         }
         Err(source) => return Err(RuntimeError::io("create", &spec_path, source)),
     };
-    file.write_all(&json)
+    file.write_all(spec_json)
         .map_err(|source| RuntimeError::io("write", &spec_path, source))?;
     Ok(run_dir)
 }

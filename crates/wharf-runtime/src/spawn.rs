@@ -11,7 +11,8 @@
 //! - the signal mask blocks SIGTERM and SIGINT, so a stop request that arrives before the shim
 //!   has set up its handling stays pending instead of killing it (the shim collects it with
 //!   `sigwait`); SIGPIPE is reset to its default, as `std::process::Command` does;
-//! - stdin and stdout are `/dev/null`, stderr is appended to `RUN/shim.log`;
+//! - stdin and stdout are `/dev/null` (a standby's stdin is its socket), stderr is
+//!   `RUN/shim.log`, opened for appending;
 //! - the locked `shim.lock` descriptor is duplicated onto fd 3, the very same open file
 //!   description, so the lock is held without a gap (a `dup2` onto another number clears
 //!   `FD_CLOEXEC`; the server's own copy keeps it, so no other child inherits the lock);
@@ -30,12 +31,14 @@ pub(crate) struct ShimCommand<'a> {
     pub(crate) program: &'a Path,
     /// `argv[1..]`.
     pub(crate) args: Vec<&'a OsStr>,
-    /// The shim's working folder (the run folder).
-    pub(crate) current_dir: &'a Path,
-    /// The shim's stderr, opened for appending (created if missing).
-    pub(crate) stderr_path: &'a Path,
+    /// The shim's working folder (the run folder); `None` keeps the server's.
+    pub(crate) current_dir: Option<&'a Path>,
+    /// The shim's stdin; `None` is `/dev/null`.
+    pub(crate) stdin: Option<BorrowedFd<'a>>,
+    /// The shim's stderr (`shim.log`); `None` keeps the server's.
+    pub(crate) stderr: Option<BorrowedFd<'a>>,
     /// The locked `shim.lock`; it becomes the shim's fd 3.
-    pub(crate) lock: BorrowedFd<'a>,
+    pub(crate) lock: Option<BorrowedFd<'a>>,
 }
 
 fn c_string(bytes: &[u8]) -> std::io::Result<CString> {
@@ -128,6 +131,14 @@ fn above_the_shim_fds(fd: BorrowedFd<'_>) -> std::io::Result<Option<OwnedFd>> {
     Ok(Some(unsafe { OwnedFd::from_raw_fd(duplicate) }))
 }
 
+/// The descriptor to duplicate: the moved copy if there is one.
+fn source_fd(fd: Option<BorrowedFd<'_>>, moved: &Option<OwnedFd>) -> Option<RawFd> {
+    match moved {
+        Some(moved) => Some(moved.as_raw_fd()),
+        None => fd.map(|fd| fd.as_raw_fd()),
+    }
+}
+
 /// Starts the shim; returns its pid. The caller must reap it ([`reap`]).
 pub(crate) fn spawn_shim(command: &ShimCommand<'_>) -> std::io::Result<libc::pid_t> {
     let program = c_string(command.program.as_os_str().as_bytes())?;
@@ -153,13 +164,23 @@ pub(crate) fn spawn_shim(command: &ShimCommand<'_>) -> std::io::Result<libc::pid
         .collect();
     envp.push(std::ptr::null_mut());
     let dev_null = c_string(b"/dev/null")?;
-    let stderr_path = c_string(command.stderr_path.as_os_str().as_bytes())?;
-    let current_dir = c_string(command.current_dir.as_os_str().as_bytes())?;
+    let current_dir = command
+        .current_dir
+        .map(|path| c_string(path.as_os_str().as_bytes()))
+        .transpose()?;
 
-    let moved_lock = above_the_shim_fds(command.lock)?;
-    let lock_fd: RawFd = moved_lock
-        .as_ref()
-        .map_or(command.lock.as_raw_fd(), |fd| fd.as_raw_fd());
+    // Descriptors to duplicate onto the shim's 0, 2 and 3, kept above 3 so that no file
+    // action overwrites the source of a later one.
+    let moved_stdin = command.stdin.map(above_the_shim_fds).transpose()?.flatten();
+    let stdin_fd = source_fd(command.stdin, &moved_stdin);
+    let moved_stderr = command
+        .stderr
+        .map(above_the_shim_fds)
+        .transpose()?
+        .flatten();
+    let stderr_fd = source_fd(command.stderr, &moved_stderr);
+    let moved_lock = command.lock.map(above_the_shim_fds).transpose()?.flatten();
+    let lock_fd = source_fd(command.lock, &moved_lock);
 
     let mut actions = FileActions::new()?;
     let mut attributes = Attributes::new()?;
@@ -174,13 +195,16 @@ pub(crate) fn spawn_shim(command: &ShimCommand<'_>) -> std::io::Result<libc::pid
     // attributes were initialised.
     unsafe {
         let actions = &mut actions.0;
-        check(libc::posix_spawn_file_actions_addopen(
-            actions,
-            0,
-            dev_null.as_ptr(),
-            libc::O_RDONLY,
-            0,
-        ))?;
+        match stdin_fd {
+            Some(fd) => check(libc::posix_spawn_file_actions_adddup2(actions, fd, 0))?,
+            None => check(libc::posix_spawn_file_actions_addopen(
+                actions,
+                0,
+                dev_null.as_ptr(),
+                libc::O_RDONLY,
+                0,
+            ))?,
+        }
         check(libc::posix_spawn_file_actions_addopen(
             actions,
             1,
@@ -188,22 +212,24 @@ pub(crate) fn spawn_shim(command: &ShimCommand<'_>) -> std::io::Result<libc::pid
             libc::O_WRONLY,
             0,
         ))?;
-        check(libc::posix_spawn_file_actions_addopen(
-            actions,
-            2,
-            stderr_path.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND,
-            0o666,
-        ))?;
-        check(libc::posix_spawn_file_actions_adddup2(
-            actions,
-            lock_fd,
-            LOCK_FD_IN_SHIM,
-        ))?;
-        check(libc::posix_spawn_file_actions_addchdir_np(
-            actions,
-            current_dir.as_ptr(),
-        ))?;
+        if let Some(stderr_fd) = stderr_fd {
+            check(libc::posix_spawn_file_actions_adddup2(
+                actions, stderr_fd, 2,
+            ))?;
+        }
+        if let Some(lock_fd) = lock_fd {
+            check(libc::posix_spawn_file_actions_adddup2(
+                actions,
+                lock_fd,
+                LOCK_FD_IN_SHIM,
+            ))?;
+        }
+        if let Some(current_dir) = &current_dir {
+            check(libc::posix_spawn_file_actions_addchdir_np(
+                actions,
+                current_dir.as_ptr(),
+            ))?;
+        }
         let attributes = &mut attributes.0;
         check(libc::posix_spawnattr_setflags(attributes, flags))?;
         check(libc::posix_spawnattr_setsigmask(attributes, &blocked))?;
@@ -242,7 +268,7 @@ pub(crate) async fn reap(pid: libc::pid_t) -> std::io::Result<std::process::Exit
     Ok(std::process::ExitStatus::from_raw(status.unwrap_or(0)))
 }
 
-fn open_pidfd(pid: libc::pid_t) -> Option<OwnedFd> {
+pub(crate) fn open_pidfd(pid: libc::pid_t) -> Option<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
     let result = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     // SAFETY: on success the kernel just returned this descriptor to us; we own it.
@@ -250,7 +276,10 @@ fn open_pidfd(pid: libc::pid_t) -> Option<OwnedFd> {
 }
 
 /// `waitpid(pid, options)`, retried on EINTR. `None`: still running (with `WNOHANG`).
-fn wait_pid(pid: libc::pid_t, options: libc::c_int) -> std::io::Result<Option<libc::c_int>> {
+pub(crate) fn wait_pid(
+    pid: libc::pid_t,
+    options: libc::c_int,
+) -> std::io::Result<Option<libc::c_int>> {
     loop {
         let mut status: libc::c_int = 0;
         // SAFETY: waitpid writes the status into the integer we own.

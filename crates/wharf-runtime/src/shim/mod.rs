@@ -2,7 +2,11 @@
 
 mod output;
 mod process_group;
+mod standby;
+mod start;
 mod supervise;
+
+pub use crate::shim::supervise::{workload_command_line, WorkloadCommandLine};
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -15,6 +19,9 @@ use crate::launch::{write_pid_file, LOCK_FD_IN_SHIM};
 use crate::lock::{self, TryLock};
 use crate::shim::output::LogWriter;
 use crate::shim::supervise::{supervise, Event};
+use crate::standby::STANDBY_ARGUMENT;
+
+pub(crate) use crate::shim::standby::MAX_HANDOVER_PATH;
 use crate::{
     ExitStatus, LaunchSpec, LOG_FILE, SHIM_LOCK_FILE, SHIM_PID_FILE, SPEC_FILE, STATUS_FILE,
 };
@@ -24,6 +31,9 @@ use crate::{
 /// thread exists, and exit the process with the returned code: 0 once the status is written,
 /// 1 if the shim could not do its job (details on stderr, which `launch` sends to
 /// `RUN/shim.log`).
+///
+/// Given `--standby` instead of a run folder, it first waits for the server to hand it a
+/// run (see `standby.rs`), and returns 0 without doing anything if the server goes away.
 pub fn shim_main(run_dir: &Path) -> i32 {
     // Stop requests (SIGTERM, SIGINT) are received with sigwait on a dedicated thread; they
     // must be blocked before any other thread starts. `launch` already starts us with them
@@ -33,7 +43,22 @@ pub fn shim_main(run_dir: &Path) -> i32 {
     unsafe {
         libc::pthread_sigmask(libc::SIG_BLOCK, &stop_signals, std::ptr::null_mut());
     }
+    if run_dir.as_os_str() == STANDBY_ARGUMENT {
+        return match standby::wait_for_run() {
+            Ok(Some(received)) => run(&received.run_dir, stop_signals, true),
+            Ok(None) => 0,
+            Err(message) => {
+                eprintln!("wharf shim (standby): {message}");
+                1
+            }
+        };
+    }
+    run(run_dir, stop_signals, false)
+}
 
+/// Supervises the run of `run_dir`. `handed_over`: a standby that must confirm the take-over
+/// once it holds the lock.
+fn run(run_dir: &Path, stop_signals: libc::sigset_t, handed_over: bool) -> i32 {
     let _lock = match hold_liveness_lock(run_dir) {
         Ok(lock) => lock,
         Err(message) => {
@@ -48,13 +73,22 @@ pub fn shim_main(run_dir: &Path) -> i32 {
         );
         return 1;
     }
-    // `launch` writes shim.pid right after spawning us; write it only when it did not (a
-    // server that died in between, or a shim started by hand). Both write the same pid.
-    if !run_dir.join(SHIM_PID_FILE).exists() {
+    // `launch` writes shim.pid right after spawning a shim (or while handing a run to a
+    // standby); write it when it did not (a server that died in between, a shim started by
+    // hand). Both write the same pid, whole.
+    if !handed_over && !run_dir.join(SHIM_PID_FILE).exists() {
         // SAFETY: getpid has no requirements.
         let own_pid = unsafe { libc::getpid() };
         if let Err(error) = write_pid_file(run_dir, ".shim-tmp", own_pid) {
             eprintln!("wharf shim: could not write {SHIM_PID_FILE}: {error}");
+        }
+    }
+    if handed_over {
+        // Until this answer the server keeps its copy of the lock and may replace us; without
+        // it (the server is gone or gave up on us) we must not start anything.
+        if let Err(message) = standby::confirm() {
+            eprintln!("wharf shim: {message}");
+            return 1;
         }
     }
 

@@ -34,7 +34,6 @@ impl Control {
 
     /// Starts every due run that fits the limits; returns how long to sleep.
     async fn dispatch_due_runs(&self) -> ControlResult<Duration> {
-        wharf_runtime::perf_mark("wake", "-");
         let store = self.store();
         let max_global = i64::from(self.config().max_concurrent_runs);
         let now = wharf_store::now_millis();
@@ -73,7 +72,6 @@ impl Control {
             }
             active += 1;
             *app_active += 1;
-            wharf_runtime::perf_mark("claimed", &run.id);
             if let Err(error) = self.launch_run(&run, &manifest).await {
                 tracing::error!(run_id = %run.id, %error, "Failed to launch a run.");
                 self.fail_unstartable(&run, &format!("Wharf could not start the run: {error}"))
@@ -131,7 +129,6 @@ impl Control {
         };
         let run_dir = self.run_dir(&run.id);
         let launched = self.inner.runtime.launch(&run_dir, &spec).await?;
-        wharf_runtime::perf_mark("launched", &run.id);
         let started_at = wharf_store::now_millis();
         if !self
             .store()
@@ -141,7 +138,6 @@ impl Control {
             // Cancelled while it was being launched.
             wharf_runtime::request_stop(&run_dir)?;
         }
-        wharf_runtime::perf_mark("marked", &run.id);
         tracing::info!(run_id = %run.id, app = %run.app_name, shim_pid = launched.shim_pid, "Run started.");
         self.watch_run(run.id.clone(), run_dir);
         Ok(())

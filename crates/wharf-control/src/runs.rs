@@ -44,7 +44,6 @@ pub(crate) fn new_run_id() -> String {
 impl Control {
     /// Queues a run of the app's active version, applying the overlap policy.
     pub async fn request_run(&self, request: RunRequest) -> ControlResult<Run> {
-        wharf_runtime::perf_mark("req", "-");
         for key in request.params.keys() {
             let valid = !key.is_empty()
                 && key.len() <= 128
@@ -115,7 +114,6 @@ impl Control {
                 not_before: now,
             })
             .await?;
-        wharf_runtime::perf_mark("inserted", &run.id);
         if inserted {
             tracing::info!(run_id = %run.id, app = %app.name, version, "Queued a run.");
             self.wake_executor();

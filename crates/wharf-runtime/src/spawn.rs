@@ -250,7 +250,7 @@ pub(crate) fn spawn_shim(command: &ShimCommand<'_>) -> std::io::Result<libc::pid
 /// the runtime (through a pidfd where the kernel has them). Never kills it.
 pub(crate) async fn reap(pid: libc::pid_t) -> std::io::Result<std::process::ExitStatus> {
     use std::os::unix::process::ExitStatusExt;
-    if let Some(pidfd) = open_pidfd(pid) {
+    if let Ok(pidfd) = open_pidfd(pid) {
         // SAFETY: the AsyncFd owns the OwnedFd, so the descriptor stays open and the same
         // until the AsyncFd is dropped.
         let pidfd = unsafe {
@@ -268,11 +268,22 @@ pub(crate) async fn reap(pid: libc::pid_t) -> std::io::Result<std::process::Exit
     Ok(std::process::ExitStatus::from_raw(status.unwrap_or(0)))
 }
 
-pub(crate) fn open_pidfd(pid: libc::pid_t) -> Option<OwnedFd> {
+/// A pidfd for `pid`; `ErrorKind::Unsupported` on kernels without them (before 5.3).
+pub(crate) fn open_pidfd(pid: libc::pid_t) -> std::io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
     let result = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    // SAFETY: on success the kernel just returned this descriptor to us; we own it.
-    (result >= 0).then(|| unsafe { OwnedFd::from_raw_fd(result as RawFd) })
+    if result < 0 {
+        let error = std::io::Error::last_os_error();
+        return Err(match error.raw_os_error() {
+            Some(libc::ENOSYS) => std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "this kernel has no pidfd_open",
+            ),
+            _ => error,
+        });
+    }
+    // SAFETY: the kernel just returned this descriptor to us; we own it.
+    Ok(unsafe { OwnedFd::from_raw_fd(result as RawFd) })
 }
 
 /// `waitpid(pid, options)`, retried on EINTR. `None`: still running (with `WNOHANG`).

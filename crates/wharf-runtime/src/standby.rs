@@ -72,15 +72,15 @@ impl Standby {
         };
         let pid = spawn_shim(&command)?;
         drop(shim_end);
-        let Some(pidfd) = open_pidfd(pid) else {
-            // No pidfds (a kernel before 5.3): a standby could not be replaced safely.
-            // SAFETY: kill has no memory-safety requirements; this is our unreaped child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            let _ = crate::spawn::wait_pid(pid, 0);
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::Unsupported,
-                "this kernel has no pidfd_open; standby shims are not used",
-            ));
+        let pidfd = match open_pidfd(pid) {
+            Ok(pidfd) => pidfd,
+            Err(error) => {
+                // Without a pidfd a standby could not be replaced safely: let it go.
+                // SAFETY: kill has no memory-safety requirements; this is our unreaped child.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                let _ = crate::spawn::wait_pid(pid, 0);
+                return Err(error);
+            }
         };
         Ok(Standby {
             pid,

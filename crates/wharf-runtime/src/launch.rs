@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::lock::{self, ProcessHandle, TryLock};
 use crate::prepared::{Prepared, Reserve};
+use crate::shim::MAX_HANDOVER_SPEC;
 use crate::spawn::{spawn_shim, ShimCommand};
 use crate::standby::{Standby, STANDBY_ARGUMENT};
 use crate::{
@@ -157,6 +158,8 @@ struct ReadyRunDir {
     run_dir: PathBuf,
     lock: std::fs::File,
     shim_log: std::fs::File,
+    /// Whether `spec.json` is there (else it is written before a shim that reads it runs).
+    spec_written: bool,
 }
 
 /// The blocking part of [`LocalRuntime::launch`]: makes the run folder (from the spare in
@@ -174,27 +177,30 @@ fn launch_blocking(
         line: None,
         problem: format!("could not encode the launch spec: {error}"),
     })?;
+    // A standby gets the spec with the run, so spec.json can be written while it starts.
+    let defer_spec = reserve.standby.is_some() && spec_json.len() <= MAX_HANDOVER_SPEC;
     let from_spare = reserve
         .spare
         .take_if(|spare| spare.fits(run_dir))
-        .and_then(|spare| match spare.claim(run_dir, &spec_json) {
+        .and_then(|spare| match spare.claim(run_dir, (!defer_spec).then_some(&spec_json[..])) {
             Ok(claimed) => Some(ReadyRunDir {
                 run_dir: claimed.run_dir,
                 lock: claimed.lock,
                 shim_log: claimed.shim_log,
+                spec_written: !defer_spec,
             }),
             Err(error) => {
                 tracing::debug!(run_dir = %run_dir.display(), %error, "Could not use the spare run folder.");
                 None
             }
         });
-    let ready = match from_spare {
+    let mut ready = match from_spare {
         Some(ready) => ready,
         None => make_run_dir(run_dir, &spec_json)?,
     };
 
     if let Some(standby) = reserve.standby.take() {
-        match hand_over(standby, &ready) {
+        match hand_over(standby, &mut ready, &spec_json) {
             Ok(pid) => {
                 return Ok(ShimStarted { pid, fresh: false });
             }
@@ -207,7 +213,11 @@ fn launch_blocking(
         run_dir,
         lock,
         shim_log,
+        spec_written,
     } = ready;
+    if !spec_written {
+        write_spec(&run_dir, &spec_json)?;
+    }
     let mut args: Vec<&OsStr> = config.shim_args.iter().map(OsStr::new).collect();
     args.push(run_dir.as_os_str());
     let command = ShimCommand {
@@ -251,6 +261,27 @@ fn launch_blocking(
     })
 }
 
+/// Writes `RUN/spec.json` (which must not exist).
+fn write_spec(run_dir: &Path, spec_json: &[u8]) -> Result<(), RuntimeError> {
+    let spec_path = run_dir.join(SPEC_FILE);
+    // No temporary file and rename: no shim reads it before this write has returned.
+    let mut file = match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&spec_path)
+    {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(RuntimeError::AlreadyLaunched {
+                run_dir: run_dir.to_path_buf(),
+            })
+        }
+        Err(source) => return Err(RuntimeError::io("create", &spec_path, source)),
+    };
+    file.write_all(spec_json)
+        .map_err(|source| RuntimeError::io("write", &spec_path, source))
+}
+
 /// Makes the run folder without a spare: its layout, `spec.json`, the locked `shim.lock`
 /// and `shim.log`.
 fn make_run_dir(run_dir: &Path, spec_json: &[u8]) -> Result<ReadyRunDir, RuntimeError> {
@@ -274,29 +305,46 @@ fn make_run_dir(run_dir: &Path, spec_json: &[u8]) -> Result<ReadyRunDir, Runtime
         run_dir,
         lock,
         shim_log,
+        spec_written: true,
     })
 }
 
 /// Gives the run to `standby`; returns its pid once it holds the lock. `Err(None)`: it did
 /// not take the run and is gone, so spawn a shim instead; `Err(Some(_))`: the run cannot be
 /// started.
-fn hand_over(standby: Standby, ready: &ReadyRunDir) -> Result<libc::pid_t, Option<RuntimeError>> {
+fn hand_over(
+    standby: Standby,
+    ready: &mut ReadyRunDir,
+    spec_json: &[u8],
+) -> Result<libc::pid_t, Option<RuntimeError>> {
     let pid = standby.pid;
-    let run_dir = ready.run_dir.as_path();
-    // The standby does not write shim.pid: we do, before its answer, so that it exists
-    // when the launch returns and whenever the standby runs the workload (a standby that
-    // cannot answer because the server is gone does not start it).
-    let write_pid = || {
-        if let Err(error) = write_pid_file(run_dir, ".launch-tmp", pid) {
+    let run_dir = ready.run_dir.clone();
+    let spec_to_write = !ready.spec_written;
+    let mut spec_written = ready.spec_written;
+    // While the standby takes over: the files it does not need (spec.json, which it got in
+    // the message) and does not write itself (shim.pid: written before its answer, so it
+    // exists when the launch returns and whenever the standby runs the workload; a standby
+    // that cannot answer because the server is gone does not start it).
+    let while_it_starts = || {
+        if spec_to_write {
+            match write_spec(&run_dir, spec_json) {
+                Ok(()) => spec_written = true,
+                Err(error) => tracing::warn!(%error, "Could not write the run's {SPEC_FILE}."),
+            }
+        }
+        if let Err(error) = write_pid_file(&run_dir, ".launch-tmp", pid) {
             tracing::warn!(run_dir = %run_dir.display(), %error, "Could not write {SHIM_PID_FILE}.");
         }
     };
-    match standby.hand_over(
-        run_dir,
+    let handed = standby.hand_over(
+        &run_dir,
+        spec_json,
         ready.lock.as_fd(),
         ready.shim_log.as_fd(),
-        write_pid,
-    ) {
+        while_it_starts,
+    );
+    ready.spec_written = spec_written;
+    match handed {
         Ok(()) => Ok(pid),
         Err(error) => {
             tracing::warn!(standby_pid = pid, run_dir = %run_dir.display(), %error, "The standby shim did not take the run over; starting a fresh shim.");
@@ -367,21 +415,7 @@ fn prepare_run_dir(run_dir: &Path, spec_json: &[u8]) -> Result<PathBuf, RuntimeE
         std::fs::create_dir_all(&dir)
             .map_err(|source| RuntimeError::io("create the work folder", &dir, source))?;
     }
-    let spec_path = run_dir.join(SPEC_FILE);
-    // No temporary file and rename: no shim reads it before this write has returned.
-    let mut file = match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&spec_path)
-    {
-        Ok(file) => file,
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(RuntimeError::AlreadyLaunched { run_dir })
-        }
-        Err(source) => return Err(RuntimeError::io("create", &spec_path, source)),
-    };
-    file.write_all(spec_json)
-        .map_err(|source| RuntimeError::io("write", &spec_path, source))?;
+    write_spec(&run_dir, spec_json)?;
     Ok(run_dir)
 }
 

@@ -153,23 +153,24 @@ impl SpareRunDir {
             && std::fs::symlink_metadata(run_dir).is_err()
     }
 
-    /// Writes `spec_json` into the spare and renames it to `run_dir` (which must
+    /// Writes `spec_json` (if given) into the spare and renames it to `run_dir` (which must
     /// [`fit`](SpareRunDir::fits)). On failure the spare is gone (dropped).
     pub(crate) fn claim(
         mut self,
         run_dir: &Path,
-        spec_json: &[u8],
+        spec_json: Option<&[u8]>,
     ) -> std::io::Result<ClaimedRunDir> {
         let (Some(path), Some(name)) = (self.folder.0.clone(), run_dir.file_name()) else {
             return Err(std::io::Error::other("not a spare run folder"));
         };
         let target = path.with_file_name(name);
-        let mut spec = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path.join(SPEC_FILE))?;
-        spec.write_all(spec_json)?;
-        drop(spec);
+        if let Some(spec_json) = spec_json {
+            let mut spec = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path.join(SPEC_FILE))?;
+            spec.write_all(spec_json)?;
+        }
         let from = CString::new(path.as_os_str().as_bytes())?;
         let to = CString::new(target.as_os_str().as_bytes())?;
         // SAFETY: two NUL-terminated paths; renameat2 does not keep them.
@@ -228,7 +229,7 @@ mod tests {
         let run_dir = runs.join("run-1");
         assert!(spare.fits(&run_dir));
         assert!(!spare.fits(&root.path().join("run-1")), "another folder");
-        let claimed = spare.claim(&run_dir, b"{}").unwrap();
+        let claimed = spare.claim(&run_dir, Some(b"{}")).unwrap();
         assert_eq!(claimed.run_dir, run_dir.canonicalize().unwrap());
         assert_eq!(
             names(&run_dir),
@@ -252,7 +253,7 @@ mod tests {
         let spare = SpareRunDir::create(&runs).unwrap();
         assert!(!spare.fits(&run_dir));
         // Even when it appears between the check and the rename.
-        let error = spare.claim(&run_dir, b"{}").err().unwrap();
+        let error = spare.claim(&run_dir, None).err().unwrap();
         assert_eq!(error.kind(), std::io::ErrorKind::AlreadyExists);
         assert_eq!(names(&runs), ["run-1"], "the spare is removed");
         assert!(names(&run_dir).is_empty());

@@ -3,8 +3,9 @@
 //!
 //! A standby is spawned exactly like a shim (own session, stop signals blocked) but with
 //! `STANDBY_ARGUMENT` instead of a run folder and with one end of a socket pair as its
-//! stdin. It waits there. To launch a run, the server sends it the run folder with the
-//! locked `shim.lock` and `shim.log` descriptors (`SCM_RIGHTS`: the very same open file
+//! stdin. It waits there. To launch a run, the server sends it the run folder and the launch
+//! spec (so `spec.json` can be written meanwhile) with the locked `shim.lock` and `shim.log`
+//! descriptors (`SCM_RIGHTS`: the very same open file
 //! descriptions, so the lock is shared, not re-taken) and keeps its own copy of the lock
 //! until the standby answers that it took the run over (it then holds the lock on fd 3;
 //! the server writes `shim.pid` meanwhile). From there on it is an ordinary shim. If the standby does not
@@ -95,6 +96,7 @@ impl Standby {
     pub(crate) fn hand_over(
         &self,
         run_dir: &Path,
+        spec_json: &[u8],
         lock: BorrowedFd<'_>,
         shim_log: BorrowedFd<'_>,
         while_it_starts: impl FnOnce(),
@@ -103,7 +105,13 @@ impl Standby {
         if path.len() > crate::shim::MAX_HANDOVER_PATH {
             return Err(HandoverError::PathTooLong);
         }
-        send_with_fds(self.socket.as_fd(), path, &[lock, shim_log])?;
+        // The run folder, a NUL, and the spec if it is small enough (else it reads spec.json).
+        let mut message = path.to_vec();
+        message.push(0);
+        if spec_json.len() <= crate::shim::MAX_HANDOVER_SPEC {
+            message.extend_from_slice(spec_json);
+        }
+        send_with_fds(self.socket.as_fd(), &message, &[lock, shim_log])?;
         while_it_starts();
         match receive_byte(self.socket.as_fd(), HANDOVER_LIMIT)? {
             Some(TAKEN_OVER) => Ok(()),

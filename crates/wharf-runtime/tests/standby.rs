@@ -38,8 +38,9 @@ async fn check_takes_the_next_run(sandbox: Sandbox) {
         .await
         .unwrap();
     assert_eq!(launched.shim_pid, standby, "the standby took the run");
-    // shim.pid is there as soon as the launch returns.
+    // shim.pid and spec.json are there as soon as the launch returns.
     assert_eq!(shim_pid(&fixture.run_dir).unwrap(), standby);
+    assert!(fixture.run_dir.join(wharf_runtime::SPEC_FILE).exists());
     fixture.wait_for_log_line(STDOUT, "started").await;
     assert!(is_alive(&fixture.run_dir).unwrap());
     // Its own session and process group, as a spawned shim.
@@ -218,4 +219,18 @@ async fn later_launches_use_a_spare_folder_but_never_replace_one() {
     wait_until("the pool to be refilled", || spares(&runs).len() == 2).await;
     drop(runtime);
     assert!(spares(&runs).is_empty());
+}
+
+#[tokio::test]
+async fn a_standby_gets_large_specs_through_the_spec_file() {
+    let (runtime, standby) = runtime_with_standby().await;
+    let fixture = Fixture::new();
+    let mut spec = fixture.spec(Sandbox::Off, r#"printf '%s\n' "${#BIG}""#);
+    spec.env.push(("BIG".into(), "x".repeat(100_000)));
+    let launched = runtime.launch(&fixture.run_dir, &spec).await.unwrap();
+    assert_eq!(launched.shim_pid, standby);
+    let status = wait_for_exit(&fixture.run_dir).await.unwrap().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(texts(&fixture.log(), STDOUT), ["100000"]);
+    assert!(fixture.run_dir.join(wharf_runtime::SPEC_FILE).exists());
 }

@@ -21,7 +21,7 @@ use crate::shim::output::LogWriter;
 use crate::shim::supervise::{supervise, Event};
 use crate::standby::STANDBY_ARGUMENT;
 
-pub(crate) use crate::shim::standby::MAX_HANDOVER_PATH;
+pub(crate) use crate::shim::standby::{MAX_HANDOVER_PATH, MAX_HANDOVER_SPEC};
 use crate::{
     ExitStatus, LaunchSpec, LOG_FILE, SHIM_LOCK_FILE, SHIM_PID_FILE, SPEC_FILE, STATUS_FILE,
 };
@@ -45,7 +45,7 @@ pub fn shim_main(run_dir: &Path) -> i32 {
     }
     if run_dir.as_os_str() == STANDBY_ARGUMENT {
         return match standby::wait_for_run() {
-            Ok(Some(received)) => run(&received.run_dir, stop_signals, true),
+            Ok(Some(received)) => run(&received.run_dir, stop_signals, true, received.spec_json),
             Ok(None) => 0,
             Err(message) => {
                 eprintln!("wharf shim (standby): {message}");
@@ -53,12 +53,18 @@ pub fn shim_main(run_dir: &Path) -> i32 {
             }
         };
     }
-    run(run_dir, stop_signals, false)
+    run(run_dir, stop_signals, false, None)
 }
 
 /// Supervises the run of `run_dir`. `handed_over`: a standby that must confirm the take-over
-/// once it holds the lock.
-fn run(run_dir: &Path, stop_signals: libc::sigset_t, handed_over: bool) -> i32 {
+/// once it holds the lock. `spec_json`: the launch spec, if it came with the run (else it is
+/// read from `spec.json`).
+fn run(
+    run_dir: &Path,
+    stop_signals: libc::sigset_t,
+    handed_over: bool,
+    spec_json: Option<Vec<u8>>,
+) -> i32 {
     let _lock = match hold_liveness_lock(run_dir) {
         Ok(lock) => lock,
         Err(message) => {
@@ -102,7 +108,7 @@ fn run(run_dir: &Path, stop_signals: libc::sigset_t, handed_over: bool) -> i32 {
         }
     };
 
-    let spec = match read_spec(run_dir) {
+    let spec = match read_spec(run_dir, spec_json) {
         Ok(spec) => spec,
         Err(message) => {
             log.wharf(&message);
@@ -183,14 +189,17 @@ fn hold_liveness_lock(run_dir: &Path) -> Result<File, String> {
     }
 }
 
-fn read_spec(run_dir: &Path) -> Result<LaunchSpec, String> {
+fn read_spec(run_dir: &Path, spec_json: Option<Vec<u8>>) -> Result<LaunchSpec, String> {
     let path = run_dir.join(SPEC_FILE);
-    let bytes = std::fs::read(&path).map_err(|error| {
-        format!(
-            "Failed to start: could not read {}: {error}",
-            path.display()
-        )
-    })?;
+    let bytes = match spec_json {
+        Some(bytes) => bytes,
+        None => std::fs::read(&path).map_err(|error| {
+            format!(
+                "Failed to start: could not read {}: {error}",
+                path.display()
+            )
+        })?,
+    };
     let spec: LaunchSpec = serde_json::from_slice(&bytes).map_err(|error| {
         format!(
             "Failed to start: {}:{}: not a valid launch spec ({error}); this is a bug in the Wharf server that wrote it",

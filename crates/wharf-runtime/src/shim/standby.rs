@@ -10,11 +10,15 @@ use crate::launch::LOCK_FD_IN_SHIM;
 
 /// The longest run folder path a standby accepts.
 pub(crate) const MAX_HANDOVER_PATH: usize = 4096;
+/// The longest launch spec handed over with the run; a longer one is read from `spec.json`.
+pub(crate) const MAX_HANDOVER_SPEC: usize = 64 * 1024;
 
 /// A run received by a standby: its folder is the working folder, its `shim.log` is stderr
 /// and its locked `shim.lock` is fd 3, as for a shim spawned for it.
 pub(crate) struct Received {
     pub(crate) run_dir: PathBuf,
+    /// The launch spec as JSON, if it came with the run.
+    pub(crate) spec_json: Option<Vec<u8>>,
 }
 
 /// Waits on stdin, a socket from the server, for a run. `Ok(None)`: the server is gone (or
@@ -22,7 +26,7 @@ pub(crate) struct Received {
 pub(crate) fn wait_for_run() -> Result<Option<Received>, String> {
     // SAFETY: fd 0 is the socket the server spawned us with and stays open while borrowed.
     let socket = unsafe { BorrowedFd::borrow_raw(0) };
-    let mut buffer = vec![0u8; MAX_HANDOVER_PATH + 1];
+    let mut buffer = vec![0u8; MAX_HANDOVER_PATH + 1 + MAX_HANDOVER_SPEC];
     let (length, fds) = receive_with_fds(socket, &mut buffer)
         .map_err(|error| format!("could not receive a run from the server: {error}"))?;
     if length == 0 {
@@ -38,13 +42,21 @@ pub(crate) fn wait_for_run() -> Result<Option<Received>, String> {
         // Leave the run to a fresh shim: the server sees us go without answering.
         return Ok(None);
     }
-    let run_dir = PathBuf::from(OsStr::from_bytes(&buffer[..length]));
+    let message = &buffer[..length];
+    let (path, spec_json) = match message.iter().position(|&byte| byte == 0) {
+        Some(end) => (&message[..end], Some(&message[end + 1..])),
+        None => (message, None),
+    };
+    let run_dir = PathBuf::from(OsStr::from_bytes(path));
+    let spec_json = spec_json
+        .filter(|json| !json.is_empty())
+        .map(<[u8]>::to_vec);
     move_to(shim_log, 2).map_err(|error| format!("could not redirect stderr: {error}"))?;
     move_to(lock, LOCK_FD_IN_SHIM)
         .map_err(|error| format!("could not place the lock on fd 3: {error}"))?;
     std::env::set_current_dir(&run_dir)
         .map_err(|error| format!("could not enter {}: {error}", run_dir.display()))?;
-    Ok(Some(Received { run_dir }))
+    Ok(Some(Received { run_dir, spec_json }))
 }
 
 /// Tells the server that this shim holds the run now, and lets go of the socket.

@@ -81,13 +81,10 @@ fn run(
     }
     // `launch` writes shim.pid right after spawning a shim (or while handing a run to a
     // standby); write it when it did not (a server that died in between, a shim started by
-    // hand). Both write the same pid, whole.
-    if !handed_over && !run_dir.join(SHIM_PID_FILE).exists() {
-        // SAFETY: getpid has no requirements.
-        let own_pid = unsafe { libc::getpid() };
-        if let Err(error) = write_pid_file(run_dir, ".shim-tmp", own_pid) {
-            eprintln!("wharf shim: could not write {SHIM_PID_FILE}: {error}");
-        }
+    // hand). Both write the same pid, whole. A standby looks later (below), when the server
+    // has had the time to write it.
+    if !handed_over {
+        write_pid_file_if_missing(run_dir);
     }
     if handed_over {
         // Until this answer the server keeps its copy of the lock and may replace us; without
@@ -116,11 +113,28 @@ fn run(
         }
     };
 
+    if handed_over {
+        // Normally there: only a server that died right after handing the run over (and
+        // after our answer) left none.
+        write_pid_file_if_missing(run_dir);
+    }
+
     let (events, received) = mpsc::channel();
     spawn_signal_listener(stop_signals, events.clone());
     let status = supervise(&spec, run_dir, &log, events, received);
     log.sync();
     record(run_dir, &status)
+}
+
+fn write_pid_file_if_missing(run_dir: &Path) {
+    if run_dir.join(SHIM_PID_FILE).exists() {
+        return;
+    }
+    // SAFETY: getpid has no requirements.
+    let own_pid = unsafe { libc::getpid() };
+    if let Err(error) = write_pid_file(run_dir, ".shim-tmp", own_pid) {
+        eprintln!("wharf shim: could not write {SHIM_PID_FILE}: {error}");
+    }
 }
 
 fn stop_signal_set() -> libc::sigset_t {

@@ -132,7 +132,7 @@ fn breakdown_note(label: &str, timings: &[RunTiming]) -> String {
     format!(
         "{label}, where the time goes (means over {} runs; the server's timestamps are whole \
          milliseconds): POST → `queued_at` {:.1} ms; `queued_at` → `started_at` (the executor \
-         picked the run, wrote the run folder, spawned the shim and wrote `shim.pid`) {:.1} ms; \
+         picked the run, made the run folder and handed the run to a shim) {:.1} ms; \
          `started_at` → workload exec (the rest of the shim's start-up, then bubblewrap or the \
          plain spawn) {:.1} ms. POST → the client saw the run ended: {:.1} ms.",
         timings.len(),
@@ -196,8 +196,8 @@ pub fn measure(bench: &Bench) -> anyhow::Result<Section> {
              workload printed at its exec from `GET /api/v1/runs/ID/logs`. {MEASURED_RUNS} sequential runs \
              after {WARM_UP_RUNS} warm-up runs, on a fresh server (`max_concurrent_runs = 16`). \
              The floor spawns the same command from Rust (`std::process::Command`, same environment, folder, \
-             pipes and process group as the shim) with the bubblewrap argument list of \
-             `crates/wharf-runtime/src/sandbox.rs`, measured from just before the spawn to the printed \
+             pipes and process group as the shim) with the program, arguments and environment the shim \
+             uses (`wharf_runtime::workload_command_line`: the bubblewrap argument list), measured from just before the spawn to the printed \
              timestamp, once after each Wharf run (so Wharf and its floor share the same background load); the second group of rows uses \
              `sandbox = \"off\"` against a plain spawn of `/bin/date`. Ratio = Wharf ÷ floor.",
             POLL_INTERVAL.as_millis()

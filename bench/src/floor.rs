@@ -1,9 +1,6 @@
-//! The floors: the workload started directly from Rust with `std::process::Command`, under
-//! the same bubblewrap argument list the Wharf shim uses, or as a plain process.
-//!
-//! The argument list mirrors `bubblewrap_args` and the environment mirrors `workload_env` in
-//! `crates/wharf-runtime/src/{sandbox.rs,shim/supervise.rs}` (both are private to that
-//! crate); keep them in step when those change.
+//! The floors: the workload started directly from Rust with `std::process::Command`, with
+//! the program, arguments (the bubblewrap argument list, or the plain command) and
+//! environment the Wharf shim uses, taken from `wharf_runtime::workload_command_line`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -12,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
+use wharf_runtime::{workload_command_line, LaunchSpec, Sandbox};
 
 /// How the floor starts the workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,125 +41,47 @@ impl FloorSetup {
     }
 }
 
-/// `/bin`, `/lib`, ... as the shim mirrors them: a symlink is recreated, a folder bound.
-fn root_entry_args() -> Vec<String> {
-    let mut args = Vec::new();
-    for name in ["bin", "sbin", "lib", "lib64", "lib32", "libx32"] {
-        let path = Path::new("/").join(name);
-        match std::fs::symlink_metadata(&path) {
-            Ok(metadata) if metadata.file_type().is_symlink() => {
-                if let Ok(target) = std::fs::read_link(&path) {
-                    args.extend([
-                        "--symlink".into(),
-                        target.display().to_string(),
-                        path.display().to_string(),
-                    ]);
-                }
-            }
-            Ok(metadata) if metadata.is_dir() => {
-                args.extend([
-                    "--ro-bind".into(),
-                    path.display().to_string(),
-                    path.display().to_string(),
-                ]);
-            }
-            _ => {}
-        }
+/// The launch spec the executor would give the shim for `command` in the floor's app.
+fn launch_spec(setup: &FloorSetup, mode: FloorMode, command: &[&str]) -> LaunchSpec {
+    // As `crates/wharf-control/src/executor.rs` sets them for a run of app "floor".
+    let env = [
+        ("WHARF_APP", "floor"),
+        ("WHARF_APP_VERSION", "1"),
+        ("WHARF_RUN_ID", "01floorfloorfloorfloorfloor"),
+        ("WHARF_RUN_ATTEMPT", "1"),
+        ("WHARF_TRIGGER", "manual"),
+        ("WHARF_PARAMS", "{}"),
+    ];
+    LaunchSpec {
+        workload_id: "floor".into(),
+        command: command.iter().map(|part| part.to_string()).collect(),
+        env: env
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect(),
+        app_dir: setup.app_dir.clone(),
+        sandbox: match mode {
+            FloorMode::Bubblewrap => Sandbox::Bubblewrap,
+            FloorMode::Plain => Sandbox::Off,
+        },
+        timeout: None,
+        kill_grace: Duration::from_secs(5),
+        extra_ro_binds: vec![],
     }
-    args
 }
 
-/// The bubblewrap arguments (without the program) the shim would use for this run folder.
-pub fn bubblewrap_args(setup: &FloorSetup, command: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "--die-with-parent",
-        "--unshare-all",
-        "--share-net",
-        "--ro-bind",
-        "/usr",
-        "/usr",
-        "--ro-bind",
-        "/etc",
-        "/etc",
-    ]
-    .map(String::from)
-    .to_vec();
-    args.extend(root_entry_args());
-    let work = setup.run_dir.join("work").display().to_string();
-    let app = setup.app_dir.display().to_string();
-    args.extend(
-        [
-            "--proc",
-            "/proc",
-            "--dev",
-            "/dev",
-            "--tmpfs",
-            "/tmp",
-            "--ro-bind",
-            &app,
-            "/app",
-            "--bind",
-            &work,
-            "/work",
-            "--chdir",
-            "/app",
-        ]
-        .map(String::from),
-    );
-    args.push("--".into());
-    args.extend(command.iter().map(|part| part.to_string()));
-    args
-}
-
-fn bubblewrap_program() -> PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|path| {
-            std::env::split_paths(&path)
-                .filter(|dir| dir.is_absolute())
-                .map(|dir| dir.join("bwrap"))
-                .find(|candidate| candidate.is_file())
-        })
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/bwrap"))
-}
-
-/// The workload's environment as the shim builds it (work folder as seen by the workload).
-fn workload_env(work_dir: &str) -> Vec<(String, String)> {
-    vec![
-        ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
-        ("WHARF_APP".into(), "floor".into()),
-        ("WHARF_APP_VERSION".into(), "1".into()),
-        ("WHARF_RUN_ID".into(), "01floorfloorfloorfloorfloor".into()),
-        ("WHARF_RUN_ATTEMPT".into(), "1".into()),
-        ("WHARF_TRIGGER".into(), "manual".into()),
-        ("WHARF_PARAMS".into(), "{}".into()),
-        ("WHARF_INPUT_DIR".into(), format!("{work_dir}/input")),
-        ("WHARF_OUTPUT_DIR".into(), format!("{work_dir}/output")),
-        ("TMPDIR".into(), format!("{work_dir}/tmp")),
-        ("HOME".into(), format!("{work_dir}/tmp")),
-    ]
-}
-
-/// The command the floor spawns, configured like the shim's (environment, folder, pipes,
-/// own process group).
+/// The command the floor spawns: the program, arguments, environment and folder the shim
+/// would use (`wharf_runtime::workload_command_line`), with the shim's pipes and own process
+/// group, but spawned directly.
 pub fn floor_command(setup: &FloorSetup, mode: FloorMode, command: &[&str]) -> Command {
     use std::os::unix::process::CommandExt;
-    let mut spawned = match mode {
-        FloorMode::Bubblewrap => {
-            let mut spawned = Command::new(bubblewrap_program());
-            spawned.args(bubblewrap_args(setup, command));
-            spawned.env_clear().envs(workload_env("/work"));
-            spawned
-        }
-        FloorMode::Plain => {
-            let mut spawned = Command::new(command[0]);
-            spawned.args(&command[1..]);
-            let work = setup.run_dir.join("work").display().to_string();
-            spawned.env_clear().envs(workload_env(&work));
-            spawned
-        }
-    };
+    let line = workload_command_line(&launch_spec(setup, mode, command), &setup.run_dir);
+    let mut spawned = Command::new(&line.program);
     spawned
-        .current_dir(&setup.app_dir)
+        .args(&line.args)
+        .env_clear()
+        .envs(line.env)
+        .current_dir(&line.current_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

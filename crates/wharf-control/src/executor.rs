@@ -1,6 +1,7 @@
 //! The executor: claims due runs within the concurrency limits, launches them on the
 //! runtime, and records how they end (with the retry, in one transaction).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -35,12 +36,20 @@ impl Control {
     async fn dispatch_due_runs(&self) -> ControlResult<Duration> {
         let store = self.store();
         let max_global = i64::from(self.config().max_concurrent_runs);
-        let mut active = store
-            .runs_in_states(&[RunState::Starting, RunState::Running])
-            .await?
-            .len() as i64;
         let now = wharf_store::now_millis();
-        for run in store.due_runs(now, 256).await? {
+        // Both reads at once (two pooled connections): one round trip before the claim.
+        let (active_runs, due_runs) = tokio::try_join!(
+            store.runs_in_states(&[RunState::Starting, RunState::Running]),
+            store.due_runs(now, 256),
+        )?;
+        // Only this loop moves runs into `starting`, so counting from the snapshot (plus what
+        // the loop claims) never exceeds a limit; runs ending meanwhile wake us again.
+        let mut active = active_runs.len() as i64;
+        let mut active_per_app: HashMap<String, i64> = HashMap::new();
+        for run in &active_runs {
+            *active_per_app.entry(run.app_id.clone()).or_default() += 1;
+        }
+        for run in due_runs {
             if active >= max_global {
                 break;
             }
@@ -51,10 +60,8 @@ impl Control {
                     continue;
                 }
             };
-            let app_active = store
-                .count_app_runs_in_states(&run.app_id, &[RunState::Starting, RunState::Running])
-                .await?;
-            if app_active >= i64::from(manifest.job.concurrency) {
+            let app_active = active_per_app.entry(run.app_id.clone()).or_default();
+            if *app_active >= i64::from(manifest.job.concurrency) {
                 continue;
             }
             if !store
@@ -64,11 +71,13 @@ impl Control {
                 continue;
             }
             active += 1;
+            *app_active += 1;
             if let Err(error) = self.launch_run(&run, &manifest).await {
                 tracing::error!(run_id = %run.id, %error, "Failed to launch a run.");
                 self.fail_unstartable(&run, &format!("Wharf could not start the run: {error}"))
                     .await?;
                 active -= 1;
+                *app_active -= 1;
             }
         }
         let next = store.next_due_time().await?;

@@ -110,6 +110,8 @@ impl Control {
     /// loops (executor, retention). Returns when reconciliation is done.
     pub async fn start(&self) -> ControlResult<()> {
         self.reconcile_runs().await?;
+        // The first run need not wait for a shim process to start.
+        self.inner.runtime.warm_up();
         let executor = self.clone();
         tokio::spawn(async move { executor.executor_loop().await });
         let retention = self.clone();

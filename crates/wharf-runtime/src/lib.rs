@@ -22,18 +22,32 @@
 //! `log.jsonl`, enforces the timeout, handles cancellation (SIGTERM to the shim) and records
 //! the exit in `status.json`.
 //!
+//! Launching is on the path of every run's start, so what is slow in it is done ahead of
+//! time, in the background after each launch (`prepared.rs`): a *standby shim* (`wharf
+//! __shim --standby`, already executed and loaded) is handed the next run over a socket
+//! (`standby.rs`), and a *spare run folder* (`RUNS/.spare-…`, the layout above without
+//! `spec.json`, its lock already held) is renamed to the next run folder (`spare.rs`). The
+//! server spawns shims with `posix_spawn` (`spawn.rs`), the shim its workload with
+//! `clone(CLONE_VM | CLONE_VFORK)` (`shim/start.rs`); nothing is fsynced before the shim
+//! holds the lock (see [`LocalRuntime::launch`] for why that loses nothing).
+//!
 //! **Architecture invariant:** the server never kills a shim; it only asks it to stop
 //! ([`request_stop`]) and learns about its end through the lock ([`is_alive`],
 //! [`wait_for_exit`]) and `status.json`.
 
 mod error;
 mod fs_util;
+mod handover;
 mod launch;
 mod lock;
 pub mod logs;
+mod prepared;
 mod sandbox;
 mod shim;
+mod spare;
+mod spawn;
 mod spec;
+mod standby;
 
 pub use crate::error::RuntimeError;
 pub use crate::launch::{
@@ -41,7 +55,7 @@ pub use crate::launch::{
     LocalRuntimeConfig,
 };
 pub use crate::sandbox::bubblewrap_available;
-pub use crate::shim::shim_main;
+pub use crate::shim::{shim_main, workload_command_line, WorkloadCommandLine};
 pub use crate::spec::{ExitStatus, LaunchSpec, Sandbox};
 
 /// The launch spec, as JSON.

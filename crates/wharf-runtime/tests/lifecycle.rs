@@ -15,6 +15,8 @@ use wharf_runtime::{
 
 const SERVER_RUN_DIR: &str = "WHARF_TEST_SERVER_RUN_DIR";
 const SERVER_APP_DIR: &str = "WHARF_TEST_SERVER_APP_DIR";
+/// Set: the helper server gives the run to a standby shim.
+const SERVER_USES_STANDBY: &str = "WHARF_TEST_SERVER_USES_STANDBY";
 
 /// Not a test by itself: when started by `shim_survives_the_server_being_killed` it plays a
 /// server that launches a workload, reports the shim's pid, and waits to be killed.
@@ -39,10 +41,17 @@ async fn survival_helper_server() {
         kill_grace: Duration::from_secs(5),
         extra_ro_binds: vec![],
     };
-    let launched = runtime()
+    let runtime = runtime();
+    if std::env::var_os(SERVER_USES_STANDBY).is_some() {
+        runtime.warm_up();
+        wait_until("a standby shim", || runtime.standby_pid().is_some()).await;
+    }
+    let standby = runtime.standby_pid();
+    let launched = runtime
         .launch(std::path::Path::new(&run_dir), &spec)
         .await
         .unwrap();
+    assert!(standby.is_none_or(|standby| standby == launched.shim_pid));
     println!("launched {}", launched.shim_pid);
     // Wait to be killed; should the test that started us fail first, go away with it.
     // SAFETY: getppid has no requirements.
@@ -60,8 +69,18 @@ fn stat_field(pid: u32, index_after_name: usize) -> Option<i64> {
 
 #[tokio::test]
 async fn shim_survives_the_server_being_killed() {
+    check_shim_survives_the_server_being_killed(false).await;
+}
+
+#[tokio::test]
+async fn a_standby_shim_survives_the_server_being_killed() {
+    check_shim_survives_the_server_being_killed(true).await;
+}
+
+async fn check_shim_survives_the_server_being_killed(standby: bool) {
     let fixture = Fixture::new();
-    let mut server = std::process::Command::new(std::env::current_exe().unwrap())
+    let mut server = std::process::Command::new(std::env::current_exe().unwrap());
+    server
         .args([
             "survival_helper_server",
             "--exact",
@@ -71,9 +90,11 @@ async fn shim_survives_the_server_being_killed() {
         ])
         .env(SERVER_RUN_DIR, &fixture.run_dir)
         .env(SERVER_APP_DIR, &fixture.app_dir)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stdout(std::process::Stdio::piped());
+    if standby {
+        server.env(SERVER_USES_STANDBY, "1");
+    }
+    let mut server = server.spawn().unwrap();
     let stdout = server.stdout.take().unwrap();
     let reader = tokio::task::spawn_blocking(move || {
         std::io::BufReader::new(stdout)

@@ -2,7 +2,11 @@
 
 mod output;
 mod process_group;
+mod standby;
+mod start;
 mod supervise;
+
+pub use crate::shim::supervise::{workload_command_line, WorkloadCommandLine};
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -11,10 +15,13 @@ use std::path::Path;
 use std::sync::mpsc::{self, Sender};
 
 use crate::fs_util::write_atomic;
-use crate::launch::LOCK_FD_IN_SHIM;
+use crate::launch::{write_pid_file, LOCK_FD_IN_SHIM};
 use crate::lock::{self, TryLock};
 use crate::shim::output::LogWriter;
 use crate::shim::supervise::{supervise, Event};
+use crate::standby::STANDBY_ARGUMENT;
+
+pub(crate) use crate::shim::standby::{MAX_HANDOVER_PATH, MAX_HANDOVER_SPEC};
 use crate::{
     ExitStatus, LaunchSpec, LOG_FILE, SHIM_LOCK_FILE, SHIM_PID_FILE, SPEC_FILE, STATUS_FILE,
 };
@@ -24,6 +31,9 @@ use crate::{
 /// thread exists, and exit the process with the returned code: 0 once the status is written,
 /// 1 if the shim could not do its job (details on stderr, which `launch` sends to
 /// `RUN/shim.log`).
+///
+/// Given `--standby` instead of a run folder, it first waits for the server to hand it a
+/// run (see `standby.rs`), and returns 0 without doing anything if the server goes away.
 pub fn shim_main(run_dir: &Path) -> i32 {
     // Stop requests (SIGTERM, SIGINT) are received with sigwait on a dedicated thread; they
     // must be blocked before any other thread starts. `launch` already starts us with them
@@ -33,7 +43,28 @@ pub fn shim_main(run_dir: &Path) -> i32 {
     unsafe {
         libc::pthread_sigmask(libc::SIG_BLOCK, &stop_signals, std::ptr::null_mut());
     }
+    if run_dir.as_os_str() == STANDBY_ARGUMENT {
+        return match standby::wait_for_run() {
+            Ok(Some(received)) => run(&received.run_dir, stop_signals, true, received.spec_json),
+            Ok(None) => 0,
+            Err(message) => {
+                eprintln!("wharf shim (standby): {message}");
+                1
+            }
+        };
+    }
+    run(run_dir, stop_signals, false, None)
+}
 
+/// Supervises the run of `run_dir`. `handed_over`: a standby that must confirm the take-over
+/// once it holds the lock. `spec_json`: the launch spec, if it came with the run (else it is
+/// read from `spec.json`).
+fn run(
+    run_dir: &Path,
+    stop_signals: libc::sigset_t,
+    handed_over: bool,
+    spec_json: Option<Vec<u8>>,
+) -> i32 {
     let _lock = match hold_liveness_lock(run_dir) {
         Ok(lock) => lock,
         Err(message) => {
@@ -48,14 +79,20 @@ pub fn shim_main(run_dir: &Path) -> i32 {
         );
         return 1;
     }
-    // SAFETY: getpid has no requirements.
-    let own_pid = unsafe { libc::getpid() };
-    if let Err(error) = write_atomic(
-        &run_dir.join(SHIM_PID_FILE),
-        ".shim-tmp",
-        format!("{own_pid}\n").as_bytes(),
-    ) {
-        eprintln!("wharf shim: could not write {SHIM_PID_FILE}: {error}");
+    // `launch` writes shim.pid right after spawning a shim (or while handing a run to a
+    // standby); write it when it did not (a server that died in between, a shim started by
+    // hand). Both write the same pid, whole. A standby looks later (below), when the server
+    // has had the time to write it.
+    if !handed_over {
+        write_pid_file_if_missing(run_dir);
+    }
+    if handed_over {
+        // Until this answer the server keeps its copy of the lock and may replace us; without
+        // it (the server is gone or gave up on us) we must not start anything.
+        if let Err(message) = standby::confirm() {
+            eprintln!("wharf shim: {message}");
+            return 1;
+        }
     }
 
     let log_path = run_dir.join(LOG_FILE);
@@ -68,7 +105,7 @@ pub fn shim_main(run_dir: &Path) -> i32 {
         }
     };
 
-    let spec = match read_spec(run_dir) {
+    let spec = match read_spec(run_dir, spec_json) {
         Ok(spec) => spec,
         Err(message) => {
             log.wharf(&message);
@@ -76,11 +113,28 @@ pub fn shim_main(run_dir: &Path) -> i32 {
         }
     };
 
+    if handed_over {
+        // Normally there: only a server that died right after handing the run over (and
+        // after our answer) left none.
+        write_pid_file_if_missing(run_dir);
+    }
+
     let (events, received) = mpsc::channel();
     spawn_signal_listener(stop_signals, events.clone());
     let status = supervise(&spec, run_dir, &log, events, received);
     log.sync();
     record(run_dir, &status)
+}
+
+fn write_pid_file_if_missing(run_dir: &Path) {
+    if run_dir.join(SHIM_PID_FILE).exists() {
+        return;
+    }
+    // SAFETY: getpid has no requirements.
+    let own_pid = unsafe { libc::getpid() };
+    if let Err(error) = write_pid_file(run_dir, ".shim-tmp", own_pid) {
+        eprintln!("wharf shim: could not write {SHIM_PID_FILE}: {error}");
+    }
 }
 
 fn stop_signal_set() -> libc::sigset_t {
@@ -149,14 +203,17 @@ fn hold_liveness_lock(run_dir: &Path) -> Result<File, String> {
     }
 }
 
-fn read_spec(run_dir: &Path) -> Result<LaunchSpec, String> {
+fn read_spec(run_dir: &Path, spec_json: Option<Vec<u8>>) -> Result<LaunchSpec, String> {
     let path = run_dir.join(SPEC_FILE);
-    let bytes = std::fs::read(&path).map_err(|error| {
-        format!(
-            "Failed to start: could not read {}: {error}",
-            path.display()
-        )
-    })?;
+    let bytes = match spec_json {
+        Some(bytes) => bytes,
+        None => std::fs::read(&path).map_err(|error| {
+            format!(
+                "Failed to start: could not read {}: {error}",
+                path.display()
+            )
+        })?,
+    };
     let spec: LaunchSpec = serde_json::from_slice(&bytes).map_err(|error| {
         format!(
             "Failed to start: {}:{}: not a valid launch spec ({error}); this is a bug in the Wharf server that wrote it",

@@ -1,8 +1,8 @@
 //! Running the workload: spawn, capture, timeout, cancel, reap.
 
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::ffi::OsString;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,7 @@ use crate::logs::{STDERR, STDOUT};
 use crate::sandbox::{self, SANDBOX_WORK_DIR};
 use crate::shim::output::{pump, LogWriter};
 use crate::shim::process_group::{live_group_members, signal_group, signal_group_sparing};
+use crate::shim::start::{start, Started};
 use crate::{ExitStatus, LaunchSpec, Sandbox, INPUT_DIR, OUTPUT_DIR, TMP_DIR, WORK_DIR};
 
 /// The `PATH` of a workload whose app does not set one.
@@ -55,60 +56,38 @@ pub(crate) fn workload_env(spec: &LaunchSpec, work_dir: &Path) -> Vec<(String, S
     env
 }
 
-/// The command that runs the workload, directly or inside bubblewrap.
-fn workload_command(spec: &LaunchSpec, run_dir: &Path) -> Command {
-    let host_work_dir = run_dir.join(WORK_DIR);
-    let mut command = match spec.sandbox {
-        Sandbox::Off => {
-            let mut command = Command::new(&spec.command[0]);
-            command.args(&spec.command[1..]);
-            command.env_clear().envs(workload_env(spec, &host_work_dir));
-            command
-        }
-        Sandbox::Bubblewrap => {
-            let mut command = Command::new(sandbox::bubblewrap_program());
-            command.args(sandbox::bubblewrap_args(
-                spec,
-                run_dir,
-                &sandbox::host_root_entries(),
-            ));
+/// What runs the workload of `spec` in `run_dir`: the program (the command itself, or
+/// `bwrap`), its arguments, its complete environment and its working folder. The shim adds
+/// stdio, its own process group and the parent-death signal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadCommandLine {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    pub env: Vec<(String, String)>,
+    pub current_dir: PathBuf,
+}
+
+/// The command line the shim runs `spec` with (see [`WorkloadCommandLine`]).
+pub fn workload_command_line(spec: &LaunchSpec, run_dir: &Path) -> WorkloadCommandLine {
+    let (program, args, env) = match spec.sandbox {
+        Sandbox::Off => (
+            PathBuf::from(&spec.command[0]),
+            spec.command[1..].iter().map(OsString::from).collect(),
+            workload_env(spec, &run_dir.join(WORK_DIR)),
+        ),
+        Sandbox::Bubblewrap => (
+            sandbox::bubblewrap_program(),
+            sandbox::bubblewrap_args(spec, run_dir, &sandbox::host_root_entries()),
             // bwrap hands its own environment to the workload.
-            command
-                .env_clear()
-                .envs(workload_env(spec, Path::new(SANDBOX_WORK_DIR)));
-            command
-        }
+            workload_env(spec, Path::new(SANDBOX_WORK_DIR)),
+        ),
     };
-    // SAFETY: getpid has no requirements.
-    let shim_pid = unsafe { libc::getpid() };
-    command
-        .current_dir(&spec.app_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    // SAFETY: runs in the forked child before exec; only async-signal-safe calls.
-    unsafe {
-        command.pre_exec(move || {
-            // The shim blocks SIGTERM/SIGINT to receive them with sigwait; the workload must
-            // start with nothing blocked.
-            let mut empty: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut empty);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-            // If the shim dies (kill -9), the workload dies with it rather than running on
-            // unsupervised (bwrap's --die-with-parent does the same for the sandbox).
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::getppid() != shim_pid {
-                return Err(std::io::Error::other(
-                    "the shim exited while starting the workload",
-                ));
-            }
-            Ok(())
-        });
+    WorkloadCommandLine {
+        program,
+        args,
+        env,
+        current_dir: spec.app_dir.clone(),
     }
-    command
 }
 
 /// The state of a termination in progress (timeout or cancel).
@@ -139,10 +118,14 @@ pub(crate) fn supervise(
         return ended_before_start(true, None);
     }
 
-    let mut command = workload_command(spec, run_dir);
+    let line = workload_command_line(spec, run_dir);
     let started_at = Utc::now();
-    let mut child = match command.spawn() {
-        Ok(child) => child,
+    let Started {
+        workload: child,
+        stdout,
+        stderr,
+    } = match start(&line) {
+        Ok(started) => started,
         Err(error) => {
             let message = start_failure_message(spec, &error);
             log.wharf(&message);
@@ -150,18 +133,12 @@ pub(crate) fn supervise(
         }
     };
     let start = Instant::now();
-    let pid = child.id() as libc::pid_t;
+    let pid = child.pid;
     let pgid = pid;
 
-    let mut streams = 0;
-    if let Some(stdout) = child.stdout.take() {
-        spawn_pump(stdout, STDOUT, log, &events);
-        streams += 1;
-    }
-    if let Some(stderr) = child.stderr.take() {
-        spawn_pump(stderr, STDERR, log, &events);
-        streams += 1;
-    }
+    let streams = 2;
+    spawn_pump(stdout, STDOUT, log, &events);
+    spawn_pump(stderr, STDERR, log, &events);
     spawn_exit_watcher(pid, &events);
     drop(events);
 

@@ -55,10 +55,10 @@ struct Stages {
     event_file_to_staged: f64,
     /// → `spec.json` written (the run's S3 key made in between).
     staged_to_spec: f64,
-    /// → `shim.lock` created (spec.json fsynced, renamed, folder fsynced).
+    /// → `shim.lock` created and locked.
     spec_to_lock: f64,
-    /// → `log.jsonl` created by the shim (shim spawned and started, `shim.pid` written
-    /// and fsynced).
+    /// → `log.jsonl` created by the shim (shim spawned or a standby handed the run, which
+    /// took the lock over).
     lock_to_shim_log: f64,
     /// → the workload's exec (the shim read the spec, spawned bubblewrap).
     shim_log_to_exec: f64,
@@ -68,8 +68,8 @@ const STAGE_NAMES: [&str; 6] = [
     "`queued_at` → `work/event.json` written (the executor woke, claimed the run, read the event)",
     "→ the input object staged into `work/input/`",
     "→ `spec.json` written (the run's S3 key made)",
-    "→ `shim.lock` created (`spec.json` fsynced, renamed, folder fsynced)",
-    "→ the shim's `log.jsonl` created (shim spawned and started, `shim.pid` written with fsyncs)",
+    "→ `shim.lock` created and locked",
+    "→ the shim's `log.jsonl` created (a standby shim handed the run, or a shim spawned)",
     "→ exec (the shim read the spec and spawned bubblewrap, which set up the sandbox)",
 ];
 
@@ -245,25 +245,6 @@ struct Samples {
     uploads: Vec<UploadTiming>,
     floor: Vec<f64>,
     manual: Vec<f64>,
-    /// One small atomic file write (write, fsync, rename, fsync the folder) on the data
-    /// folder's disk, as Wharf writes `spec.json` and `shim.pid`.
-    atomic_writes: Vec<f64>,
-}
-
-/// Times one small atomic write in `dir` the way `write_atomic` in wharf-runtime does it.
-fn timed_atomic_write(dir: &Path) -> anyhow::Result<f64> {
-    use std::io::Write;
-    let temporary = dir.join("probe.tmp");
-    let target = dir.join("probe");
-    let started = Instant::now();
-    {
-        let mut file = std::fs::File::create(&temporary)?;
-        file.write_all(b"12345\n")?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&temporary, &target)?;
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(started.elapsed().as_secs_f64() * 1e3)
 }
 
 fn collect(bench: &Bench) -> anyhow::Result<Samples> {
@@ -293,11 +274,7 @@ fn collect(bench: &Bench) -> anyhow::Result<Samples> {
         uploads: Vec::with_capacity(MEASURED_UPLOADS),
         floor: Vec::with_capacity(MEASURED_UPLOADS),
         manual: Vec::with_capacity(MEASURED_UPLOADS),
-        atomic_writes: Vec::with_capacity(MEASURED_UPLOADS),
     };
-    let probe_dir = scratch.join("fsync-probe");
-    std::fs::create_dir_all(&probe_dir)
-        .with_context(|| format!("cannot create {}", probe_dir.display()))?;
     for index in 0..MEASURED_UPLOADS {
         let key = format!("incoming/2026-11-23/part-{index:04}.csv");
         samples.uploads.push(timed_upload(
@@ -311,7 +288,6 @@ fn collect(bench: &Bench) -> anyhow::Result<Samples> {
         samples
             .floor
             .push(floor::exec_latency(&setup, FloorMode::Bubblewrap)?);
-        samples.atomic_writes.push(timed_atomic_write(&probe_dir)?);
     }
     server.stop()?;
     Ok(samples)
@@ -358,7 +334,6 @@ pub fn measure(bench: &Bench) -> anyhow::Result<Section> {
     let wharf = summary_of(&latency)?;
     let floor = summary_of(&samples.floor)?;
     let manual = summary_of(&samples.manual)?;
-    let atomic = summary_of(&samples.atomic_writes)?;
     let put = summary_of(&samples.uploads.iter().map(|t| t.put_ms).collect::<Vec<_>>())?;
 
     let row = |stat: &str, value: f64, floor_value: f64| {
@@ -427,23 +402,16 @@ pub fn measure(bench: &Bench) -> anyhow::Result<Section> {
         ),
         stages_note(uploads),
         format!(
-            "One small atomic file write on the same disk (write, fsync, rename, fsync the \
-             folder: what `spec.json` and each of the two `shim.pid` writes cost), timed after \
-             each upload: p50 {:.2} ms, mean {:.2} ms, p99 {:.2} ms.",
-            atomic.p50, atomic.mean, atomic.p99
-        ),
-        format!(
             "In short: the event path itself (the dispatcher, which queues the run before the PUT's \
              answer reaches the client, plus staging the input) costs about the {:+.1} ms by which \
              the upload's p50 differs from the manual run's; the rest is the launch path every run \
              takes (see the dispatch overhead above): the executor's database work and the run's \
-             S3 key, two atomic writes on the path to the exec (`spec.json` by the server, then \
-             `shim.pid` by the shim before it starts the workload; ~{:.1} ms together at this \
-             disk's p50), starting the `wharf` binary as the shim, and bubblewrap (the floor, \
+             S3 key, the run folder's files (not fsynced: a power cut ends every shim \
+             anyway, and restart reconciliation judges each run by what its folder holds), handing the run to a \
+             standby shim, and bubblewrap (the floor, \
              {:.1} ms). The machine's two cores are shared (load average {load} when this \
              measurement started), and every step that waits for a core pays for it.",
             wharf.p50 - manual.p50,
-            2.0 * atomic.p50,
             floor.p50
         ),
         format!(

@@ -290,6 +290,112 @@ impl S3Client {
         })
     }
 
+    /// A multipart upload of the file at `source` the way `aws s3 cp` does one: parts of
+    /// `part_size` bytes read into memory and sent by `concurrency` threads at once, then
+    /// CompleteMultipartUpload. Returns when the completion's answer has arrived.
+    pub fn put_file_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        source: &Path,
+        part_size: u64,
+        concurrency: usize,
+    ) -> anyhow::Result<Transfer> {
+        let length = std::fs::metadata(source)
+            .with_context(|| format!("cannot read {}", source.display()))?
+            .len();
+        let path = object_path(bucket, key);
+        let what = format!("multipart upload to s3://{bucket}/{key}");
+        let started = Instant::now();
+        let created = self.send(
+            self.request(reqwest::Method::POST, &format!("{path}?uploads")),
+            &what,
+        )?;
+        let upload_id = tag_texts(&created, "UploadId")
+            .first()
+            .map(|text| xml_unescape(text))
+            .with_context(|| format!("{what}: no UploadId in {created}"))?;
+        let parts = length.div_ceil(part_size).max(1);
+        let next = std::sync::atomic::AtomicU64::new(1);
+        let etags = std::sync::Mutex::new(vec![String::new(); parts as usize]);
+        std::thread::scope(|scope| -> anyhow::Result<()> {
+            let workers: Vec<_> = (0..concurrency)
+                .map(|_| {
+                    scope.spawn(|| -> anyhow::Result<()> {
+                        let mut file = File::open(source)?;
+                        loop {
+                            let number = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            if number > parts {
+                                return Ok(());
+                            }
+                            let offset = (number - 1) * part_size;
+                            let mut body = vec![0; part_size.min(length - offset) as usize];
+                            std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset))?;
+                            file.read_exact(&mut body)?;
+                            let response = self
+                                .request(
+                                    reqwest::Method::PUT,
+                                    &format!(
+                                        "{path}?partNumber={number}&uploadId={}",
+                                        percent_encode(&upload_id, false)
+                                    ),
+                                )
+                                .header("x-amz-content-sha256", "UNSIGNED-PAYLOAD")
+                                .body(body)
+                                .send()
+                                .with_context(|| format!("{what}: part {number} failed"))?;
+                            if !response.status().is_success() {
+                                bail!("{what}: part {number}: {}", response.status());
+                            }
+                            let etag = response
+                                .headers()
+                                .get("etag")
+                                .and_then(|value| value.to_str().ok())
+                                .with_context(|| format!("{what}: part {number} has no ETag"))?
+                                .to_owned();
+                            etags.lock().expect("no worker panics holding it")
+                                [(number - 1) as usize] = etag;
+                        }
+                    })
+                })
+                .collect();
+            for worker in workers {
+                worker.join().expect("a part upload thread panicked")?;
+            }
+            Ok(())
+        })?;
+        let mut complete = String::from("<CompleteMultipartUpload>");
+        for (index, etag) in etags
+            .into_inner()
+            .expect("no worker panicked")
+            .iter()
+            .enumerate()
+        {
+            complete.push_str(&format!(
+                "<Part><PartNumber>{}</PartNumber><ETag>{etag}</ETag></Part>",
+                index + 1
+            ));
+        }
+        complete.push_str("</CompleteMultipartUpload>");
+        let answer = self.send(
+            self.request(
+                reqwest::Method::POST,
+                &format!("{path}?uploadId={}", percent_encode(&upload_id, false)),
+            )
+            .body(complete),
+            &what,
+        )?;
+        if !answer.contains("<ETag>") {
+            bail!("{what}: CompleteMultipartUpload answered {answer}");
+        }
+        let total = started.elapsed();
+        Ok(Transfer {
+            total,
+            first_phase: total,
+            bytes: length,
+        })
+    }
+
     /// One streaming GetObject written to `target` (created; not fsynced).
     pub fn get_to_file(&self, bucket: &str, key: &str, target: &Path) -> anyhow::Result<Transfer> {
         let head = self.request_head("GET", &object_path(bucket, key), "");

@@ -9,6 +9,8 @@ use crate::error::{ObjectError, ObjectResult};
 use crate::service::Objects;
 
 pub const MAX_KEYS_LIMIT: usize = 1000;
+/// Rows a delimited listing asks for after a common prefix (doubling while rows are keys).
+const FIRST_DELIMITED_BATCH: usize = 8;
 
 #[derive(Debug, Clone, Default)]
 pub struct ListRequest {
@@ -89,6 +91,13 @@ impl Objects {
             return Ok(page);
         }
         let mut count = 0usize;
+        // With a delimiter, a row may start a common prefix whose other rows the next query
+        // skips: fetch a few rows at first, and more each time a batch held only keys.
+        let mut batch = if delimiter.is_some() {
+            FIRST_DELIMITED_BATCH
+        } else {
+            max_keys + 1
+        };
         'fill: loop {
             let (lower, inclusive) = match &resume {
                 None => (String::new(), true),
@@ -98,7 +107,7 @@ impl Objects {
                     None => break 'fill,
                 },
             };
-            let want = (max_keys - count + 1) as i64;
+            let want = batch.min(max_keys - count + 1) as i64;
             let rows = store
                 .list_objects_from(bucket, prefix, &lower, inclusive, want)
                 .await?;
@@ -115,6 +124,7 @@ impl Objects {
                 if let Some(common) = &common {
                     if marker.as_ref().is_some_and(|marker| common <= marker) {
                         resume = Some(Resume::AfterPrefix(common.clone()));
+                        batch = FIRST_DELIMITED_BATCH;
                         continue 'fill;
                     }
                 }
@@ -128,6 +138,7 @@ impl Objects {
                         count += 1;
                         resume = Some(Resume::AfterPrefix(common));
                         // Skip the rest of this prefix with a fresh query.
+                        batch = FIRST_DELIMITED_BATCH;
                         continue 'fill;
                     }
                     None => {
@@ -140,6 +151,7 @@ impl Objects {
             if (fetched as i64) < want {
                 break;
             }
+            batch = (batch * 2).min(MAX_KEYS_LIMIT + 1);
         }
         if page.truncated {
             page.next_token = resume.as_ref().map(Resume::token);

@@ -357,6 +357,85 @@ async fn continuation_over_2500_keys() {
     assert_eq!(after.0, ["k/02498", "k/02499"]);
 }
 
+/// Runs of plain keys of every length between common prefixes (a delimited listing
+/// fetches rows in growing batches between prefixes), paged with several page sizes,
+/// against the listing worked out here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delimited_listings_over_runs_of_keys_and_prefixes() {
+    let listener = Listener::start().await;
+    let bucket = listener.bucket("runs").await;
+    let mut keys = Vec::new();
+    for (group, run) in [0usize, 1, 2, 7, 8, 9, 17, 40, 3].into_iter().enumerate() {
+        keys.extend((0..run).map(|i| format!("{group}-key-{i:03}")));
+        keys.extend((0..3).map(|i| format!("{group}-dir/{i}")));
+    }
+    let s3 = listener.client();
+    let mut puts = tokio::task::JoinSet::new();
+    for chunk in keys.chunks(40) {
+        let (s3, bucket, chunk) = (s3.clone(), bucket.clone(), chunk.to_vec());
+        puts.spawn(async move {
+            for key in chunk {
+                let body = aws_sdk_s3::primitives::ByteStream::from_static(b"");
+                s3.put_object()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .body(body)
+                    .send()
+                    .await
+                    .expect("put");
+            }
+        });
+    }
+    while let Some(done) = puts.join_next().await {
+        done.expect("put task");
+    }
+    keys.sort();
+    let mut expected: Vec<String> = Vec::new();
+    for key in &keys {
+        let entry = match key.find('/') {
+            Some(at) => key[..=at].to_owned(),
+            None => key.clone(),
+        };
+        if expected.last() != Some(&entry) {
+            expected.push(entry);
+        }
+    }
+    for max_keys in [1, 2, 5, 16, 1000] {
+        let mut listed = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let answer = s3
+                .list_objects_v2()
+                .bucket(&bucket)
+                .delimiter("/")
+                .max_keys(max_keys)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .expect("list");
+            let mut entries: Vec<String> = answer
+                .contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned))
+                .chain(
+                    answer
+                        .common_prefixes()
+                        .iter()
+                        .filter_map(|p| p.prefix().map(str::to_owned)),
+                )
+                .collect();
+            entries.sort();
+            assert!(entries.len() <= max_keys as usize, "page size {max_keys}");
+            listed.extend(entries);
+            if !answer.is_truncated().unwrap_or(false) {
+                break;
+            }
+            token = answer.next_continuation_token().map(str::to_owned);
+        }
+        assert_eq!(listed, expected, "pages of {max_keys}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn url_encoded_listings_and_list_objects_v1() {
     let listener = Listener::start().await;

@@ -81,10 +81,80 @@ pub fn metadata_to(metadata: &BTreeMap<String, String>) -> Option<Metadata> {
     })
 }
 
-pub fn to_blob_stream(body: Option<StreamingBlob>) -> ByteStream {
+/// The request body as a blob stream, ending once it passed `limit` bytes (the blob
+/// writer then answers EntityTooLarge; see [`DrainOverflow`]).
+pub fn to_blob_stream(body: Option<StreamingBlob>, limit: u64) -> ByteStream {
     match body {
-        Some(body) => Box::pin(body.map(|chunk| chunk.map_err(std::io::Error::other))),
+        Some(body) => Box::pin(DrainOverflow {
+            inner: Box::pin(body.map(|chunk| chunk.map_err(std::io::Error::other))),
+            limit,
+            seen: 0,
+            overflow: None,
+            drained: 0,
+            done: false,
+        }),
         None => crate::service::bytes_stream(bytes::Bytes::new()),
+    }
+}
+
+/// How much of a body past the size limit is read and dropped before the answer.
+const OVERFLOW_DRAIN_LIMIT: u64 = 16 << 20;
+
+/// A body stream that, once it has passed its limit, reads and drops what the client is
+/// still sending (up to [`OVERFLOW_DRAIN_LIMIT`]) before it yields the chunk that passed
+/// the limit and ends. Without this the server answers EntityTooLarge and closes the
+/// connection while the client is still writing, and the client sees a broken pipe
+/// instead of the error.
+struct DrainOverflow {
+    inner: ByteStream,
+    limit: u64,
+    seen: u64,
+    /// The chunk that passed the limit, held back while the rest is drained.
+    overflow: Option<bytes::Bytes>,
+    drained: u64,
+    done: bool,
+}
+
+impl futures::Stream for DrainOverflow {
+    type Item = Result<bytes::Bytes, std::io::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            let polled = this.inner.poll_next_unpin(context);
+            if this.overflow.is_some() {
+                match polled {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Some(Ok(chunk)))
+                        if this.drained + chunk.len() as u64 <= OVERFLOW_DRAIN_LIMIT =>
+                    {
+                        this.drained += chunk.len() as u64;
+                    }
+                    Poll::Ready(_) => {
+                        this.done = true;
+                        return Poll::Ready(this.overflow.take().map(Ok));
+                    }
+                }
+                continue;
+            }
+            match polled {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    this.seen += chunk.len() as u64;
+                    if this.seen <= this.limit {
+                        return Poll::Ready(Some(Ok(chunk)));
+                    }
+                    this.overflow = Some(chunk);
+                }
+                other => return other,
+            }
+        }
     }
 }
 

@@ -167,7 +167,7 @@ impl S3 for WharfS3 {
             }
         }
         let checksums = ChecksumCheck::new(&request.headers, request.trailing_headers.clone());
-        let body = checksums.wrap(to_blob_stream(input.body));
+        let body = checksums.wrap(to_blob_stream(input.body, limit));
         let options = PutOptions {
             content_type: input.content_type,
             metadata: metadata_from(input.metadata),

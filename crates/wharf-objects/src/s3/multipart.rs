@@ -57,7 +57,7 @@ pub async fn upload_part(
             &input.key,
             &input.upload_id,
             i64::from(input.part_number),
-            checksums.wrap(to_blob_stream(input.body)),
+            checksums.wrap(to_blob_stream(input.body, limit)),
             input.content_md5.as_deref(),
         )
         .await

@@ -3,6 +3,8 @@
 
 mod common;
 
+use aws_sdk_s3::error::ProvideErrorMetadata;
+
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::EncodingType;
 use common::{assert_failure, failure, files_under, Listener};
@@ -91,6 +93,17 @@ async fn buckets_lifecycle_and_names() {
     .map(str::to_owned);
     for name in invalid {
         let answer = s3.create_bucket().bucket(&name).send().await;
+        // The message says what is wrong (s3s alone answers the bare code).
+        let message = answer
+            .as_ref()
+            .err()
+            .and_then(|error| error.message())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            message.contains("is not valid: a bucket name"),
+            "{name:?}: {message:?}"
+        );
         assert_failure(
             &format!("bucket name {name:?}"),
             answer,

@@ -53,7 +53,10 @@ fn objects_live_in_the_remote_bucket_and_survive_a_restart() {
     let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     server.s3_put("data", "nested/../file.bin", body.clone());
     server.s3_put("data", "small.txt", b"hello".to_vec());
-    assert_eq!(server.s3_get("data", "nested/../file.bin"), Some(body.clone()));
+    assert_eq!(
+        server.s3_get("data", "nested/../file.bin"),
+        Some(body.clone())
+    );
 
     // Nothing under the local data folder holds object bytes; the remote holds two blobs.
     let local_blobs = server.data_dir().join("objects").join("blobs");

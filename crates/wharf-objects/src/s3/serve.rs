@@ -139,7 +139,22 @@ async fn handle(
         }
     }
     let (expects_continue, empty_body) = continue_expectation(request.headers());
+    let path_bucket = path_bucket(request.uri());
     let mut response = hyper::service::Service::call(&service, request).await?;
+    if response.status() == http::StatusCode::BAD_REQUEST {
+        // s3s rejects a bad bucket name before our code runs, with a bare code; say why.
+        if let Some((name, problem)) = path_bucket.and_then(|name| {
+            wharf_model::name::validate_bucket_name(&name)
+                .err()
+                .map(|problem| (name, problem))
+        }) {
+            response = xml_error(
+                http::StatusCode::BAD_REQUEST,
+                "InvalidBucketName",
+                &format!("The bucket name {name:?} is not valid: {problem}"),
+            );
+        }
+    }
     if expects_continue && (empty_body || !response.status().is_success()) {
         response.headers_mut().insert(
             http::header::CONNECTION,
@@ -169,10 +184,51 @@ fn continue_expectation(headers: &http::HeaderMap) -> (bool, bool) {
 }
 
 fn invalid_token_response() -> s3s::HttpResponse {
-    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InvalidToken</Code>\
-        <Message>The bearer token is not a valid Wharf API token; run wharf login or create a token</Message></Error>";
-    let mut response = http::Response::new(s3s::Body::from(body.to_owned()));
-    *response.status_mut() = http::StatusCode::FORBIDDEN;
+    xml_error(
+        http::StatusCode::FORBIDDEN,
+        "InvalidToken",
+        "The bearer token is not a valid Wharf API token; run wharf login or create a token",
+    )
+}
+
+/// The first segment of a path-style request's path, decoded: the bucket it names.
+fn path_bucket(uri: &http::Uri) -> Option<String> {
+    let segment = uri.path().trim_start_matches('/').split('/').next()?;
+    if segment.is_empty() {
+        return None;
+    }
+    percent_decode(segment)
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' {
+            let hex = text.get(index + 1..index + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            index += 3;
+        } else {
+            out.push(bytes[index]);
+            index += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// An S3 XML error answer made here rather than by s3s.
+fn xml_error(status: http::StatusCode, code: &str, message: &str) -> s3s::HttpResponse {
+    let escaped = message
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;");
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{escaped}</Message></Error>"
+    );
+    let mut response = http::Response::new(s3s::Body::from(body));
+    *response.status_mut() = status;
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/xml"),

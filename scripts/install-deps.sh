@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Wharf and its tests need on Debian/Ubuntu, skipping what is present:
-# R with jsonlite (the example jobs), bubblewrap (the sandbox), curl, and the S3 clients
+# R with jsonlite (the example jobs), bubblewrap (the sandbox), curl, git (git-backed apps),
+# and the S3 clients
 # the tests drive Wharf's S3 listener with: rclone, aws-cli and boto3.
 set -euo pipefail
 
@@ -13,6 +14,7 @@ Rscript -e 'quit(status = !requireNamespace("jsonlite", quietly = TRUE))' >/dev/
   || packages+=(r-cran-jsonlite)
 command -v bwrap >/dev/null 2>&1 || packages+=(bubblewrap)
 command -v curl >/dev/null 2>&1 || packages+=(curl)
+command -v git >/dev/null 2>&1 || packages+=(git)
 command -v cc >/dev/null 2>&1 || packages+=(gcc libc6-dev)
 command -v pkg-config >/dev/null 2>&1 || packages+=(pkg-config)
 command -v rclone >/dev/null 2>&1 || packages+=(rclone)

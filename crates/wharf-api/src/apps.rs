@@ -20,7 +20,7 @@ pub(crate) fn app_info(app: &App) -> AppInfo {
     }
 }
 
-fn version_info(app: &App, version: &AppVersion) -> VersionInfo {
+pub(crate) fn version_info(app: &App, version: &AppVersion) -> VersionInfo {
     VersionInfo {
         number: version.number,
         active: app.active_version == Some(version.number),

@@ -98,6 +98,56 @@ pub struct RunInfo {
     pub duration_ms: Option<i64>,
     /// The event that started the run (event-triggered runs and their retries).
     pub event_id: Option<String>,
+    /// The git commit the run's files came from (git-backed apps).
+    pub source_commit: Option<String>,
+}
+
+/// `wharf deploy --git`: an app whose files are fetched from a git repository at each
+/// run start.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct GitDeployRequest {
+    /// The app's name; default: the manifest's `name`, else the repository's name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// https://, ssh://, git:// or user@host:path (local paths only when the server allows).
+    pub url: String,
+    /// A branch, tag or commit id; default "main".
+    #[serde(default, rename = "ref")]
+    pub git_ref: Option<String>,
+    /// The app's folder inside the repository; default: its root.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// An HTTPS token (or `user:token`) for a private repository. Stored encrypted.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// An SSH deploy key (OpenSSH private key) for a private repository. Stored encrypted.
+    #[serde(default)]
+    pub ssh_key: Option<String>,
+}
+
+/// Where a git-backed app's files come from, and what the last fetch found.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct GitSourceInfo {
+    pub app: String,
+    pub url: String,
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    /// The app's folder in the repository ("" for its root).
+    pub path: String,
+    /// none, token or ssh_key (the credential itself is never returned).
+    pub credential: String,
+    pub last_commit: Option<String>,
+    pub last_version: Option<i64>,
+    pub last_fetch_at: Option<String>,
+    /// Why the last fetch failed; null after a good one.
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct GitDeployResult {
+    pub app: AppInfo,
+    pub version: VersionInfo,
+    pub git: GitSourceInfo,
 }
 
 /// One captured line of a run's output.

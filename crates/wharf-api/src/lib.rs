@@ -12,6 +12,7 @@ mod buckets;
 pub mod dto;
 mod error;
 mod events;
+mod git;
 mod health;
 mod hooks;
 mod logs;
@@ -47,6 +48,7 @@ pub struct ApiState {
         s3keys::create_key, s3keys::list_keys, s3keys::revoke_key,
         buckets::list_buckets, buckets::create_bucket, buckets::update_bucket,
         buckets::delete_bucket, events::list_events, hooks::s3_hook,
+        git::deploy_git, git::get_git_source,
     ),
     components(schemas(
         dto::ErrorBody, dto::ErrorDetail, dto::WhoAmI, dto::AppInfo, dto::VersionInfo,
@@ -54,7 +56,7 @@ pub struct ApiState {
         dto::LogLine, dto::LogPage, dto::OutputFile, dto::OutputList, dto::Readiness,
         dto::S3KeyCreateRequest, dto::S3KeyCreated, dto::S3KeyInfo,
         dto::BucketInfo, dto::BucketCreateRequest, dto::BucketUpdateRequest, dto::EventItem,
-        dto::HookResult,
+        dto::HookResult, dto::GitDeployRequest, dto::GitSourceInfo, dto::GitDeployResult,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -90,6 +92,8 @@ pub fn router(state: ApiState) -> Router {
                 .layer(DefaultBodyLimit::max(max_bundle.saturating_add(1))),
         )
         .route("/apps/{app}/rollback", post(apps::rollback))
+        .route("/apps/{app}/git", get(git::get_git_source))
+        .route("/git-apps", post(git::deploy_git))
         .route(
             "/apps/{app}/runs",
             post(runs::create_run).get(runs::list_app_runs),

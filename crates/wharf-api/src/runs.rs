@@ -34,6 +34,7 @@ pub(crate) fn run_info(run: &Run) -> RunInfo {
             _ => None,
         },
         event_id: run.event_id.clone(),
+        source_commit: run.source_commit.clone(),
     }
 }
 

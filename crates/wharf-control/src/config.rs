@@ -64,6 +64,10 @@ pub struct ControlConfig {
     pub s3_endpoint: Option<String>,
     /// Dispatched events are deleted after this.
     pub event_retention: Duration,
+    /// Whether git-backed apps may come from local paths and `file://` URLs.
+    pub git_allow_local: bool,
+    /// Longest a git fetch may take.
+    pub git_timeout: Duration,
 }
 
 impl ControlConfig {
@@ -82,6 +86,8 @@ impl ControlConfig {
             shim_args: vec!["__shim".into()],
             s3_endpoint: None,
             event_retention: Duration::from_secs(7 * 24 * 3600),
+            git_allow_local: false,
+            git_timeout: Duration::from_secs(300),
         }
     }
 }

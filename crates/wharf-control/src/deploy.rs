@@ -248,6 +248,8 @@ impl Control {
             }
         }
         self.store().delete_app(&app).await?;
+        self.store().delete_git_source(app_name).await?;
+        self.remember_git_app(app_name, false);
         for run in &runs {
             let dir = self.run_dir(&run.id);
             remove_dir_if_exists(&dir).map_err(|e| ControlError::io(&dir, e))?;
@@ -258,7 +260,7 @@ impl Control {
         Ok(())
     }
 
-    async fn deploy_lock(&self, app_name: &str) -> Arc<tokio::sync::Mutex<()>> {
+    pub(crate) async fn deploy_lock(&self, app_name: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.inner.deploy_locks.lock().await;
         locks.entry(app_name.to_owned()).or_default().clone()
     }

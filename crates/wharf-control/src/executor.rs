@@ -72,6 +72,12 @@ impl Control {
             }
             active += 1;
             *app_active += 1;
+            if self.is_git_app(&run.app_name) {
+                // Fetching may take a while; other runs need not wait for it.
+                let control = self.clone();
+                tokio::spawn(async move { control.launch_git_run(run).await });
+                continue;
+            }
             if let Err(error) = self.launch_run(&run, &manifest).await {
                 tracing::error!(run_id = %run.id, %error, "Failed to launch a run.");
                 self.fail_unstartable(&run, &format!("Wharf could not start the run: {error}"))
@@ -89,7 +95,7 @@ impl Control {
         })
     }
 
-    async fn launch_run(
+    pub(crate) async fn launch_run(
         &self,
         run: &Run,
         manifest: &wharf_model::manifest::Manifest,
@@ -233,7 +239,7 @@ impl Control {
         })
     }
 
-    async fn fail_unstartable(&self, run: &Run, error: &str) -> ControlResult<()> {
+    pub(crate) async fn fail_unstartable(&self, run: &Run, error: &str) -> ControlResult<()> {
         let _ = self.objects().delete_run_keys(&run.id).await;
         let outcome = RunOutcome {
             state: RunState::Failed,

@@ -16,6 +16,7 @@ mod deploy;
 mod dispatcher;
 mod error;
 mod executor;
+mod git;
 mod io;
 mod reconcile;
 mod retention;
@@ -33,9 +34,10 @@ pub use crate::auth::hash_token;
 pub use crate::config::{ControlConfig, SandboxPolicy};
 pub use crate::deploy::{DeployOutcome, UploadStream};
 pub use crate::error::{ControlError, ControlResult};
+pub use crate::git::{FetchedSource, GitCredential, GitDeploy};
 pub use crate::runs::{RunRequest, Trigger};
 pub use wharf_runtime::Sandbox as RuntimeSandbox;
-pub use wharf_store::{App, AppVersion, Run, User};
+pub use wharf_store::{App, AppVersion, GitSource, Run, User};
 
 /// The control plane. Cheap to clone.
 #[derive(Clone)]
@@ -54,6 +56,8 @@ struct Inner {
     executor_wakeup: Notify,
     /// One deploy at a time per app, so version numbers and folders agree.
     deploy_locks: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The names of the git-backed apps (their runs fetch before they start).
+    git_apps: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Cache of parsed manifests by (app id, version).
     manifests: std::sync::Mutex<HashMap<(String, i64), Arc<wharf_model::manifest::Manifest>>>,
 }
@@ -85,6 +89,7 @@ impl Control {
                 executor_wakeup: Notify::new(),
                 deploy_locks: Default::default(),
                 manifests: Default::default(),
+                git_apps: Default::default(),
             }),
         })
     }
@@ -109,6 +114,10 @@ impl Control {
     /// Reconciles runs left by a previous server process, then starts the background
     /// loops (executor, retention). Returns when reconciliation is done.
     pub async fn start(&self) -> ControlResult<()> {
+        let git_apps = self.store().git_app_names().await?;
+        for app in git_apps {
+            self.remember_git_app(&app, true);
+        }
         self.reconcile_runs().await?;
         // The first run need not wait for a shim process to start.
         self.inner.runtime.warm_up();

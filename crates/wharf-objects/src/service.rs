@@ -173,6 +173,11 @@ impl Objects {
         &self.inner.store
     }
 
+    /// The server's secret box (S3 secret keys, git credentials).
+    pub fn secrets(&self) -> &wharf_auth::SecretBox {
+        &self.inner.secrets
+    }
+
     pub fn config(&self) -> &ObjectsConfig {
         &self.inner.config
     }

@@ -4,10 +4,11 @@
 //! (`$1` placeholders, TEXT/BIGINT columns, application-made ids, unix-millisecond times)
 //! so a PostgreSQL backend can share it. Repositories are grouped per concept:
 //! [`users`], [`apps`], [`runs`], [`objects`] (buckets, objects, multipart uploads),
-//! [`events`] (the outbox) and [`s3_keys`].
+//! [`events`] (the outbox), [`s3_keys`] and [`git`] (git-backed apps' sources).
 
 pub mod apps;
 pub mod events;
+pub mod git;
 pub mod objects;
 pub mod runs;
 pub mod s3_keys;
@@ -22,6 +23,7 @@ use sqlx::SqlitePool;
 
 pub use crate::apps::{App, AppVersion, NewVersion};
 pub use crate::events::{EventRow, NewEvent};
+pub use crate::git::GitSource;
 pub use crate::objects::{Bucket, MultipartUploadRow, ObjectRow, PartRow};
 pub use crate::runs::{NewRun, Run, RunOutcome};
 pub use crate::s3_keys::S3Key;

@@ -34,6 +34,8 @@ pub struct Run {
     pub shim_pid: Option<i64>,
     /// The event that started this run (event-triggered runs and their retries).
     pub event_id: Option<String>,
+    /// The git commit the run's files came from (git-backed apps).
+    pub source_commit: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -59,6 +61,7 @@ struct RunRow {
     finished_at: Option<i64>,
     shim_pid: Option<i64>,
     event_id: Option<String>,
+    source_commit: Option<String>,
 }
 
 impl TryFrom<RunRow> for Run {
@@ -90,6 +93,7 @@ impl TryFrom<RunRow> for Run {
             finished_at: row.finished_at,
             shim_pid: row.shim_pid,
             event_id: row.event_id,
+            source_commit: row.source_commit,
         })
     }
 }
@@ -126,7 +130,7 @@ pub struct RunOutcome {
 
 const RUN_COLUMNS: &str = "id, app_id, app_name, version, state, trigger_kind, triggered_by, \
     params, attempt, retry_of, retried_by, idempotency_key, exit_code, exit_signal, error, \
-    queued_at, not_before, started_at, finished_at, shim_pid, event_id";
+    queued_at, not_before, started_at, finished_at, shim_pid, event_id, source_commit";
 
 fn push_states(builder: &mut QueryBuilder<'_, Sqlite>, states: &[RunState]) {
     builder.push("(");

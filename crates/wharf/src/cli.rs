@@ -109,11 +109,34 @@ pub struct LoginArgs {
 #[derive(Debug, Args)]
 pub struct DeployArgs {
     /// The app folder (with wharf.toml, or a single R script, plumber.R, app.R or main.py).
-    #[arg(default_value = ".")]
+    #[arg(default_value = ".", conflicts_with = "git")]
     pub dir: PathBuf,
-    /// App name; default: `name` in wharf.toml, else the folder's name.
+    /// App name; default: `name` in wharf.toml, else the folder's (or repository's) name.
     #[arg(long)]
     pub name: Option<String>,
+    /// Deploy from a git repository instead: its files are fetched again at each run start.
+    #[arg(long, value_name = "URL")]
+    pub git: Option<String>,
+    /// The branch, tag or commit id to fetch (with --git); default main.
+    #[arg(long = "ref", value_name = "REF", requires = "git")]
+    pub git_ref: Option<String>,
+    /// The app's folder inside the repository (with --git); default its root.
+    #[arg(long, value_name = "FOLDER", requires = "git")]
+    pub path: Option<String>,
+    /// An environment variable holding an HTTPS token (or user:token) for a private repository.
+    #[arg(long, value_name = "VAR", requires = "git", conflicts_with_all = ["token_file", "ssh_key"])]
+    pub token_env: Option<String>,
+    /// A file holding an HTTPS token (or user:token) for a private repository.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "git",
+        conflicts_with = "ssh_key"
+    )]
+    pub token_file: Option<PathBuf>,
+    /// A file holding an SSH deploy key (private key) for a private repository.
+    #[arg(long, value_name = "FILE", requires = "git")]
+    pub ssh_key: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
 }

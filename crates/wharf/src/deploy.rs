@@ -40,6 +40,9 @@ fn app_name(dir: &Path, flag: Option<&str>) -> anyhow::Result<String> {
 }
 
 pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
+    if args.git.is_some() {
+        return crate::git::deploy_git(args).await;
+    }
     let dir = &args.dir;
     anyhow::ensure!(dir.is_dir(), "{} is not a folder", dir.display());
     let name = app_name(dir, args.name.as_deref())?;

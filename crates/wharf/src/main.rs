@@ -7,6 +7,7 @@ mod commands;
 mod deploy;
 mod events;
 mod follow;
+mod git;
 mod s3client;
 mod s3cmd;
 mod s3ls;

@@ -62,6 +62,11 @@ pub struct ServerConfig {
     pub blob_s3_access_key_id: String,
     /// Default: the AWS_SECRET_ACCESS_KEY environment variable. Never logged.
     pub blob_s3_secret_access_key: HiddenSecret,
+    /// Whether git-backed apps may come from local paths and file:// URLs (off: a user
+    /// who may deploy could otherwise read any repository the server's user can).
+    pub git_allow_local: bool,
+    /// Longest a git fetch (at deploy and at each run start) may take.
+    pub git_timeout: String,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +94,8 @@ impl Default for ServerConfig {
             blob_s3_prefix: String::new(),
             blob_s3_access_key_id: String::new(),
             blob_s3_secret_access_key: HiddenSecret::default(),
+            git_allow_local: false,
+            git_timeout: "5m".into(),
         }
     }
 }
@@ -106,7 +113,7 @@ fn default_data_dir() -> PathBuf {
 
 /// Keys that may come from `WHARF_*` variables (other WHARF_ variables, such as the
 /// client's WHARF_URL and WHARF_TOKEN, are not server settings).
-const ENV_KEYS: [&str; 21] = [
+const ENV_KEYS: [&str; 23] = [
     "listen",
     "data_dir",
     "sandbox",
@@ -128,6 +135,8 @@ const ENV_KEYS: [&str; 21] = [
     "blob_s3_prefix",
     "blob_s3_access_key_id",
     "blob_s3_secret_access_key",
+    "git_allow_local",
+    "git_timeout",
 ];
 
 fn load_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
@@ -203,6 +212,8 @@ fn control_config(config: &ServerConfig) -> anyhow::Result<ControlConfig> {
     );
     control.max_concurrent_runs = config.max_concurrent_runs;
     control.event_retention = setting("event_retention", &config.event_retention, parse_duration)?;
+    control.git_allow_local = config.git_allow_local;
+    control.git_timeout = setting("git_timeout", &config.git_timeout, parse_duration)?;
     control.s3_endpoint = s3_address(config)?.map(|address| {
         if config.s3_url.is_empty() {
             let host = if address.ip().is_unspecified() {

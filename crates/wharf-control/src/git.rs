@@ -169,7 +169,8 @@ impl Control {
     }
 
     /// Fetches a git-backed app's ref and makes a new version when the commit is new.
-    /// On failure the app keeps its version; the error says what went wrong.
+    /// On failure the app keeps its version; the error says what went wrong and which
+    /// version stays, and is recorded as the source's `last_error`.
     pub(crate) async fn refresh_git_app(
         &self,
         source: &GitSource,
@@ -183,10 +184,21 @@ impl Control {
             .find_git_source(&source.app_name)
             .await?
             .ok_or_else(|| ControlError::NotFound(format!("app {}", source.app_name)))?;
-        let credential = self.open_credential(&source)?;
-        let cache = self.git_cache_dir(&source.app_name);
-        let commit = match self.fetch_commit(&source, &credential, &cache).await {
-            Ok(commit) => commit,
+        match self.fetch_and_deploy(&source, user).await {
+            Ok(fetched) => {
+                self.store()
+                    .record_git_fetch(
+                        &source.app_name,
+                        &fetched.commit,
+                        fetched.version,
+                        wharf_store::now_millis(),
+                    )
+                    .await?;
+                if fetched.new_version {
+                    tracing::info!(app = %source.app_name, commit = %short(&fetched.commit), version = fetched.version, "A run start fetched a new commit.");
+                }
+                Ok(fetched)
+            }
             Err(error) => {
                 let kept = match (&source.last_version, &source.last_commit) {
                     (Some(version), Some(commit)) => format!(
@@ -199,20 +211,23 @@ impl Control {
                 self.store()
                     .record_git_fetch_error(&source.app_name, &message, wharf_store::now_millis())
                     .await?;
-                return Err(ControlError::Invalid(message));
+                Err(ControlError::Invalid(message))
             }
-        };
+        }
+    }
+
+    /// The fetch, and the deploy of a commit not seen before.
+    async fn fetch_and_deploy(
+        &self,
+        source: &GitSource,
+        user: &str,
+    ) -> ControlResult<FetchedSource> {
+        let credential = self.open_credential(source)?;
+        let cache = self.git_cache_dir(&source.app_name);
+        let commit = self.fetch_commit(source, &credential, &cache).await?;
         let active = self.store().app(&source.app_name).await?.active_version;
         if let (Some(last), Some(version)) = (&source.last_commit, source.last_version) {
             if *last == commit && active == Some(version) {
-                self.store()
-                    .record_git_fetch(
-                        &source.app_name,
-                        &commit,
-                        version,
-                        wharf_store::now_millis(),
-                    )
-                    .await?;
                 return Ok(FetchedSource {
                     commit,
                     version,
@@ -234,33 +249,10 @@ impl Control {
                     source.url,
                     source.git_ref
                 ))
-            });
-        let deployed = match deployed {
-            Ok(deployed) => deployed,
-            Err(error) => {
-                self.store()
-                    .record_git_fetch_error(
-                        &source.app_name,
-                        &error.to_string(),
-                        wharf_store::now_millis(),
-                    )
-                    .await?;
-                return Err(error);
-            }
-        };
-        let version = deployed.version.number;
-        self.store()
-            .record_git_fetch(
-                &source.app_name,
-                &commit,
-                version,
-                wharf_store::now_millis(),
-            )
-            .await?;
-        tracing::info!(app = %source.app_name, commit = %short(&commit), version, "A run start fetched a new commit.");
+            })?;
         Ok(FetchedSource {
             commit,
-            version,
+            version: deployed.version.number,
             new_version: true,
         })
     }

@@ -51,6 +51,29 @@ async fn page(
     page
 }
 
+/// PUTs an empty object under each key, `per_task` keys to each of several tasks at once.
+async fn put_empty_objects(s3: &Client, bucket: &str, keys: &[String], per_task: usize) {
+    let mut puts = tokio::task::JoinSet::new();
+    for chunk in keys.chunks(per_task) {
+        let (s3, bucket, chunk) = (s3.clone(), bucket.to_owned(), chunk.to_vec());
+        puts.spawn(async move {
+            for key in chunk {
+                let body = aws_sdk_s3::primitives::ByteStream::from_static(b"");
+                s3.put_object()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .body(body)
+                    .send()
+                    .await
+                    .expect("put");
+            }
+        });
+    }
+    while let Some(done) = puts.join_next().await {
+        done.expect("put task");
+    }
+}
+
 const KEYS: [&str; 12] = [
     "a.txt",
     "dir.txt",
@@ -290,25 +313,7 @@ async fn continuation_over_2500_keys() {
     let bucket = listener.bucket("many").await;
     let keys: Vec<String> = (0..2500).map(|i| format!("k/{i:05}")).collect();
     let s3 = listener.client();
-    let mut puts = tokio::task::JoinSet::new();
-    for chunk in keys.chunks(313) {
-        let (s3, bucket, chunk) = (s3.clone(), bucket.clone(), chunk.to_vec());
-        puts.spawn(async move {
-            for key in chunk {
-                let body = aws_sdk_s3::primitives::ByteStream::from_static(b"");
-                s3.put_object()
-                    .bucket(&bucket)
-                    .key(&key)
-                    .body(body)
-                    .send()
-                    .await
-                    .expect("put");
-            }
-        });
-    }
-    while let Some(done) = puts.join_next().await {
-        done.expect("put task");
-    }
+    put_empty_objects(&s3, &bucket, &keys, 313).await;
     let mut listed = Vec::new();
     let mut sizes = Vec::new();
     let mut token: Option<String> = None;
@@ -370,25 +375,7 @@ async fn delimited_listings_over_runs_of_keys_and_prefixes() {
         keys.extend((0..3).map(|i| format!("{group}-dir/{i}")));
     }
     let s3 = listener.client();
-    let mut puts = tokio::task::JoinSet::new();
-    for chunk in keys.chunks(40) {
-        let (s3, bucket, chunk) = (s3.clone(), bucket.clone(), chunk.to_vec());
-        puts.spawn(async move {
-            for key in chunk {
-                let body = aws_sdk_s3::primitives::ByteStream::from_static(b"");
-                s3.put_object()
-                    .bucket(&bucket)
-                    .key(&key)
-                    .body(body)
-                    .send()
-                    .await
-                    .expect("put");
-            }
-        });
-    }
-    while let Some(done) = puts.join_next().await {
-        done.expect("put task");
-    }
+    put_empty_objects(&s3, &bucket, &keys, 40).await;
     keys.sort();
     let mut expected: Vec<String> = Vec::new();
     for key in &keys {

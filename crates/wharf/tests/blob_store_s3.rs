@@ -21,15 +21,7 @@ fn remote_keys(remote: &Server, bucket: &str, prefix: &str) -> Vec<String> {
 fn objects_live_in_the_remote_bucket_and_survive_a_restart() {
     let remote = Server::start();
     remote.s3_create_bucket("wharf-blobs");
-    let printed = remote.cli_ok(&["s3", "keys", "create", "--description", "blob store"]);
-    let exported = |name: &str| -> String {
-        let prefix = format!("export {name}=");
-        printed
-            .lines()
-            .find_map(|line| line.strip_prefix(&prefix))
-            .unwrap_or_else(|| panic!("no {name} in:\n{printed}"))
-            .to_owned()
-    };
+    let exported = remote.s3_key_exports("blob store");
     let config = format!(
         "blob_store = \"s3\"\nblob_s3_endpoint = \"{}\"\nblob_s3_bucket = \"wharf-blobs\"\n\
          blob_s3_prefix = \"team-a\"\n",
@@ -39,8 +31,8 @@ fn objects_live_in_the_remote_bucket_and_survive_a_restart() {
     let mut server = Server::start_with_env(
         &config,
         &[
-            ("AWS_ACCESS_KEY_ID", &exported("AWS_ACCESS_KEY_ID")),
-            ("AWS_SECRET_ACCESS_KEY", &exported("AWS_SECRET_ACCESS_KEY")),
+            ("AWS_ACCESS_KEY_ID", &exported["AWS_ACCESS_KEY_ID"]),
+            ("AWS_SECRET_ACCESS_KEY", &exported["AWS_SECRET_ACCESS_KEY"]),
         ],
     );
     assert!(

@@ -383,18 +383,10 @@ fn odd_keys_round_trip_and_never_become_paths() {
 fn s3_keys_sign_real_requests_until_revoked() {
     let server = Server::start();
     server.cli_ok(&["bucket", "create", "signed"]);
-    let printed = server.cli_ok(&["s3", "keys", "create", "--description", "laptop"]);
-    let exported = |name: &str| -> String {
-        let prefix = format!("export {name}=");
-        printed
-            .lines()
-            .find_map(|line| line.strip_prefix(&prefix))
-            .unwrap_or_else(|| panic!("no {name} in:\n{printed}"))
-            .to_owned()
-    };
-    assert_eq!(exported("AWS_ENDPOINT_URL"), server.s3_url());
-    let access_key = exported("AWS_ACCESS_KEY_ID");
-    let secret_key = exported("AWS_SECRET_ACCESS_KEY");
+    let exported = server.s3_key_exports("laptop");
+    assert_eq!(exported["AWS_ENDPOINT_URL"], server.s3_url());
+    let access_key = exported["AWS_ACCESS_KEY_ID"].clone();
+    let secret_key = exported["AWS_SECRET_ACCESS_KEY"].clone();
     let list = server.cli_ok(&["s3", "keys", "list"]);
     assert!(
         list.contains(&access_key) && list.contains("laptop"),

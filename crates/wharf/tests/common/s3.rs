@@ -55,6 +55,23 @@ impl Server {
         Some(response.bytes().expect("body").to_vec())
     }
 
+    /// Creates an S3 key with `wharf s3 keys create` and returns what it printed as
+    /// `export NAME=value` lines, by name (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...).
+    pub fn s3_key_exports(&self, description: &str) -> std::collections::HashMap<String, String> {
+        let printed = self.cli_ok(&["s3", "keys", "create", "--description", description]);
+        let exports: std::collections::HashMap<String, String> = printed
+            .lines()
+            .filter_map(|line| line.strip_prefix("export ")?.split_once('='))
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect();
+        assert!(
+            exports.contains_key("AWS_ACCESS_KEY_ID")
+                && exports.contains_key("AWS_SECRET_ACCESS_KEY"),
+            "no key in:\n{printed}"
+        );
+        exports
+    }
+
     /// Every key in a bucket (up to 1000), from ListObjectsV2's XML.
     pub fn s3_keys(&self, bucket: &str) -> Vec<String> {
         let text = self

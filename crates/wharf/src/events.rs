@@ -92,38 +92,21 @@ async fn follow_stream(
     after: &mut Option<i64>,
 ) -> anyhow::Result<()> {
     let mut body = response.bytes_stream();
-    let mut buffer: Vec<u8> = Vec::new();
-    let mut kind = String::new();
-    let mut data = String::new();
+    let mut parser = crate::sse::SseParser::default();
     while let Some(chunk) = body.next().await {
         let Ok(chunk) = chunk else {
             return Ok(());
         };
-        buffer.extend_from_slice(&chunk);
-        while let Some(newline) = buffer.iter().position(|&b| b == b'\n') {
-            let raw: Vec<u8> = buffer.drain(..=newline).collect();
-            let line = String::from_utf8_lossy(&raw);
-            let line = line.trim_end_matches(['\n', '\r']);
-            if let Some(value) = line.strip_prefix("event:") {
-                kind = value.trim().to_owned();
-            } else if let Some(value) = line.strip_prefix("data:") {
-                if !data.is_empty() {
-                    data.push('\n');
+        for message in parser.push(&chunk) {
+            match message.event.as_str() {
+                "event" => {
+                    let item: EventItem = serde_json::from_str(&message.data)
+                        .context("the server sent an event this CLI cannot read")?;
+                    *after = Some(item.seq);
+                    print_item(&item, json)?;
                 }
-                data.push_str(value.strip_prefix(' ').unwrap_or(value));
-            } else if line.is_empty() && !data.is_empty() {
-                match kind.as_str() {
-                    "event" => {
-                        let item: EventItem = serde_json::from_str(&data)
-                            .context("the server sent an event this CLI cannot read")?;
-                        *after = Some(item.seq);
-                        print_item(&item, json)?;
-                    }
-                    "error" => anyhow::bail!("{data}"),
-                    _ => {}
-                }
-                kind.clear();
-                data.clear();
+                "error" => anyhow::bail!("{}", message.data),
+                _ => {}
             }
         }
     }

@@ -120,44 +120,27 @@ async fn follow_run(client: &Client, run_id: &str, json: bool) -> anyhow::Result
         .header("Accept", "text/event-stream");
     let response = client.send(request).await?;
     let mut body = response.bytes_stream();
-    let mut buffer: Vec<u8> = Vec::new();
-    let mut event = String::new();
-    let mut data = String::new();
+    let mut parser = crate::sse::SseParser::default();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.context("the log stream was interrupted")?;
-        buffer.extend_from_slice(&chunk);
-        while let Some(newline) = buffer.iter().position(|&b| b == b'\n') {
-            let raw: Vec<u8> = buffer.drain(..=newline).collect();
-            let line = String::from_utf8_lossy(&raw);
-            let line = line.trim_end_matches(['\n', '\r']);
-            if let Some(value) = line.strip_prefix("event:") {
-                event = value.trim().to_owned();
-            } else if let Some(value) = line.strip_prefix("data:") {
-                if !data.is_empty() {
-                    data.push('\n');
-                }
-                data.push_str(value.strip_prefix(' ').unwrap_or(value));
-            } else if line.is_empty() && !data.is_empty() {
-                match event.as_str() {
-                    "log" => {
-                        if let Some(spinner) = &spinner {
-                            spinner.finish_and_clear();
-                        }
-                        if let Ok(log_line) = serde_json::from_str::<LogLine>(&data) {
-                            print_line(&log_line, json);
-                        }
+        for message in parser.push(&chunk) {
+            match message.event.as_str() {
+                "log" => {
+                    if let Some(spinner) = &spinner {
+                        spinner.finish_and_clear();
                     }
-                    "end" => {
-                        if let Some(spinner) = &spinner {
-                            spinner.finish_and_clear();
-                        }
-                        return serde_json::from_str(&data).context("unexpected end event");
+                    if let Ok(log_line) = serde_json::from_str::<LogLine>(&message.data) {
+                        print_line(&log_line, json);
                     }
-                    "error" => anyhow::bail!("the server could not read the log: {data}"),
-                    _ => {}
                 }
-                event.clear();
-                data.clear();
+                "end" => {
+                    if let Some(spinner) = &spinner {
+                        spinner.finish_and_clear();
+                    }
+                    return serde_json::from_str(&message.data).context("unexpected end event");
+                }
+                "error" => anyhow::bail!("the server could not read the log: {}", message.data),
+                _ => {}
             }
         }
     }

@@ -13,6 +13,7 @@ mod s3cmd;
 mod s3ls;
 mod s3xml;
 mod server;
+mod sse;
 
 use std::process::ExitCode;
 

@@ -15,6 +15,7 @@ mod events;
 mod health;
 mod hooks;
 mod logs;
+mod notify;
 mod runs;
 mod s3keys;
 
@@ -47,6 +48,7 @@ pub struct ApiState {
         s3keys::create_key, s3keys::list_keys, s3keys::revoke_key,
         buckets::list_buckets, buckets::create_bucket, buckets::update_bucket,
         buckets::delete_bucket, events::list_events, hooks::s3_hook,
+        notify::list_channels, notify::test_channel, notify::run_notifications,
     ),
     components(schemas(
         dto::ErrorBody, dto::ErrorDetail, dto::WhoAmI, dto::AppInfo, dto::VersionInfo,
@@ -55,6 +57,7 @@ pub struct ApiState {
         dto::S3KeyCreateRequest, dto::S3KeyCreated, dto::S3KeyInfo,
         dto::BucketInfo, dto::BucketCreateRequest, dto::BucketUpdateRequest, dto::EventItem,
         dto::HookResult,
+        dto::ChannelInfo, dto::ChannelTestResult, dto::NotificationInfo,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -115,6 +118,9 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/events", get(events::list_events))
         .route("/hooks/s3", post(hooks::s3_hook))
+        .route("/notify/channels", get(notify::list_channels))
+        .route("/notify/channels/{name}/test", post(notify::test_channel))
+        .route("/runs/{id}/notifications", get(notify::run_notifications))
         .fallback(api_not_found)
         .layer(axum::middleware::map_response(error::json_errors));
     Router::new()

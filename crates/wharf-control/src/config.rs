@@ -64,6 +64,8 @@ pub struct ControlConfig {
     pub s3_endpoint: Option<String>,
     /// Dispatched events are deleted after this.
     pub event_retention: Duration,
+    /// Notification channels and delivery settings.
+    pub notify: crate::notify::NotifyConfig,
 }
 
 impl ControlConfig {
@@ -82,6 +84,7 @@ impl ControlConfig {
             shim_args: vec!["__shim".into()],
             s3_endpoint: None,
             event_retention: Duration::from_secs(7 * 24 * 3600),
+            notify: crate::notify::NotifyConfig::default(),
         }
     }
 }

@@ -17,6 +17,7 @@ mod dispatcher;
 mod error;
 mod executor;
 mod io;
+pub mod notify;
 mod reconcile;
 mod retention;
 mod runs;
@@ -52,6 +53,8 @@ struct Inner {
     sandbox: wharf_runtime::Sandbox,
     /// Wakes the executor: a run was queued or finished.
     executor_wakeup: Notify,
+    /// Wakes the notifier: a run ended with notifications to send.
+    notifier_wakeup: Notify,
     /// One deploy at a time per app, so version numbers and folders agree.
     deploy_locks: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Cache of parsed manifests by (app id, version).
@@ -83,6 +86,7 @@ impl Control {
                 runtime,
                 sandbox,
                 executor_wakeup: Notify::new(),
+                notifier_wakeup: Notify::new(),
                 deploy_locks: Default::default(),
                 manifests: Default::default(),
             }),
@@ -119,6 +123,8 @@ impl Control {
         let dispatcher = self.clone();
         tokio::spawn(async move { dispatcher.dispatcher_loop().await });
         tokio::spawn(self.inner.objects.clone().garbage_loop());
+        let notifier = self.clone();
+        tokio::spawn(async move { notifier.notification_loop().await });
         Ok(())
     }
 

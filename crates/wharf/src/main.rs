@@ -7,6 +7,8 @@ mod commands;
 mod deploy;
 mod events;
 mod follow;
+mod notify;
+mod notify_config;
 mod s3client;
 mod s3cmd;
 mod s3ls;

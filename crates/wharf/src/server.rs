@@ -62,6 +62,8 @@ pub struct ServerConfig {
     pub blob_s3_access_key_id: String,
     /// Default: the AWS_SECRET_ACCESS_KEY environment variable. Never logged.
     pub blob_s3_secret_access_key: HiddenSecret,
+    /// `[notify]`: notification channels and delivery settings.
+    pub notify: crate::notify_config::NotifySettings,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +91,7 @@ impl Default for ServerConfig {
             blob_s3_prefix: String::new(),
             blob_s3_access_key_id: String::new(),
             blob_s3_secret_access_key: HiddenSecret::default(),
+            notify: Default::default(),
         }
     }
 }
@@ -215,6 +218,12 @@ fn control_config(config: &ServerConfig) -> anyhow::Result<ControlConfig> {
             config.s3_url.trim_end_matches('/').to_owned()
         }
     });
+    let api_host = match config.listen.parse::<SocketAddr>() {
+        Ok(address) if address.ip().is_unspecified() => format!("127.0.0.1:{}", address.port()),
+        _ => config.listen.clone(),
+    };
+    control.notify =
+        crate::notify_config::notify_config(&config.notify, &format!("http://{api_host}"))?;
     Ok(control)
 }
 

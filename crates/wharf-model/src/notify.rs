@@ -89,7 +89,10 @@ pub struct NotifyRule {
 
 /// Whether a final state counts as a failure for "fixed" (cancelled runs count as nothing).
 fn is_failure(state: RunState) -> bool {
-    matches!(state, RunState::Failed | RunState::TimedOut | RunState::Lost)
+    matches!(
+        state,
+        RunState::Failed | RunState::TimedOut | RunState::Lost
+    )
 }
 
 /// The events a run that ended in `current` raises, given the app's previous final
@@ -452,10 +455,26 @@ mod tests {
     fn headlines() {
         let mut message = message();
         for (event, status, headline) in [
-            (NotifyEvent::Fixed, "succeeded", "report is fixed: run 01jrun succeeded"),
-            (NotifyEvent::Success, "succeeded", "report succeeded (run 01jrun)"),
-            (NotifyEvent::Timeout, "timed_out", "report timed out (run 01jrun)"),
-            (NotifyEvent::Failure, "timed_out", "report timed out (run 01jrun)"),
+            (
+                NotifyEvent::Fixed,
+                "succeeded",
+                "report is fixed: run 01jrun succeeded",
+            ),
+            (
+                NotifyEvent::Success,
+                "succeeded",
+                "report succeeded (run 01jrun)",
+            ),
+            (
+                NotifyEvent::Timeout,
+                "timed_out",
+                "report timed out (run 01jrun)",
+            ),
+            (
+                NotifyEvent::Failure,
+                "timed_out",
+                "report timed out (run 01jrun)",
+            ),
             (NotifyEvent::Failure, "lost", "report was lost (run 01jrun)"),
         ] {
             message.event = event;
@@ -472,7 +491,10 @@ mod tests {
         assert_eq!(format_elapsed(Duration::from_millis(850)), "850ms");
         assert_eq!(format_elapsed(Duration::from_secs(59)), "59s");
         assert_eq!(format_elapsed(Duration::from_secs(3725)), "1h 2m");
-        assert_eq!(webhook_signed_text(1700000000, b"{}"), b"1700000000.{}".to_vec());
+        assert_eq!(
+            webhook_signed_text(1700000000, b"{}"),
+            b"1700000000.{}".to_vec()
+        );
     }
 
     #[test]

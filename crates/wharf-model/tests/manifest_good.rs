@@ -456,7 +456,11 @@ on = ["success"]
         vec![
             NotifyRule {
                 channel: "team-slack".to_string(),
-                on: vec![NotifyEvent::Failure, NotifyEvent::Timeout, NotifyEvent::Fixed],
+                on: vec![
+                    NotifyEvent::Failure,
+                    NotifyEvent::Timeout,
+                    NotifyEvent::Fixed
+                ],
             },
             NotifyRule {
                 channel: "mail".to_string(),

@@ -94,7 +94,6 @@ pub fn read_lines(
     Ok((lines, position))
 }
 
-
 /// The last `count` complete entries of the log (oldest first), reading backwards from
 /// the end in blocks, so a long log costs no more than its tail. Entries that are not
 /// valid log lines are skipped; a missing log reads as empty.
@@ -126,10 +125,16 @@ pub fn read_last_lines(path: &Path, count: usize) -> Result<Vec<LogLine>, Runtim
     }
     // Only complete lines: drop a partial last line; drop a partial first one unless
     // the tail starts at the beginning of the file.
-    let end = tail.iter().rposition(|byte| *byte == b'\n').map_or(0, |at| at + 1);
+    let end = tail
+        .iter()
+        .rposition(|byte| *byte == b'\n')
+        .map_or(0, |at| at + 1);
     let mut complete = &tail[..end];
     if start > 0 {
-        let first_end = complete.iter().position(|byte| *byte == b'\n').map_or(0, |at| at + 1);
+        let first_end = complete
+            .iter()
+            .position(|byte| *byte == b'\n')
+            .map_or(0, |at| at + 1);
         complete = &complete[first_end..];
     }
     let mut lines: Vec<LogLine> = complete

@@ -23,9 +23,7 @@ use sqlx::SqlitePool;
 
 pub use crate::apps::{App, AppVersion, NewVersion};
 pub use crate::events::{EventRow, NewEvent};
-pub use crate::notifications::{
-    DeliveryAttempt, NewNotification, Notification, NotificationState,
-};
+pub use crate::notifications::{DeliveryAttempt, NewNotification, Notification, NotificationState};
 pub use crate::objects::{Bucket, MultipartUploadRow, ObjectRow, PartRow};
 pub use crate::runs::{NewRun, Run, RunOutcome};
 pub use crate::s3_keys::S3Key;

@@ -65,9 +65,14 @@ pub struct NewNotification {
 pub enum DeliveryAttempt {
     Sent,
     /// Failed; try again at `next_attempt_at`.
-    Retry { error: String, next_attempt_at: i64 },
+    Retry {
+        error: String,
+        next_attempt_at: i64,
+    },
     /// Failed for the last time.
-    GaveUp { error: String },
+    GaveUp {
+        error: String,
+    },
 }
 
 #[derive(sqlx::FromRow)]
@@ -197,7 +202,12 @@ impl Store {
             DeliveryAttempt::Retry {
                 error,
                 next_attempt_at,
-            } => ("pending", Some(error.as_str()), Some(*next_attempt_at), None),
+            } => (
+                "pending",
+                Some(error.as_str()),
+                Some(*next_attempt_at),
+                None,
+            ),
             DeliveryAttempt::GaveUp { error } => ("failed", Some(error.as_str()), None, None),
         };
         sqlx::query(

@@ -57,7 +57,14 @@ pub async fn notify(command: NotifyCommand) -> anyhow::Result<()> {
                 })
                 .collect();
             print_table(
-                &["CHANNEL", "EVENT", "STATE", "ATTEMPTS", "SENT", "LAST ERROR"],
+                &[
+                    "CHANNEL",
+                    "EVENT",
+                    "STATE",
+                    "ATTEMPTS",
+                    "SENT",
+                    "LAST ERROR",
+                ],
                 &rows,
             );
         }

@@ -223,8 +223,9 @@ pub fn notify_config(
     config.retry_backoff = parse_duration(&settings.retry_backoff).map_err(|error| {
         anyhow::anyhow!("invalid server configuration: notify.retry_backoff: {error}")
     })?;
-    config.attempt_timeout = parse_duration(&settings.timeout)
-        .map_err(|error| anyhow::anyhow!("invalid server configuration: notify.timeout: {error}"))?;
+    config.attempt_timeout = parse_duration(&settings.timeout).map_err(|error| {
+        anyhow::anyhow!("invalid server configuration: notify.timeout: {error}")
+    })?;
     anyhow::ensure!(
         !config.attempt_timeout.is_zero(),
         "invalid server configuration: notify.timeout must be more than 0s"

@@ -178,7 +178,10 @@ fn slack_and_signed_webhook_on_failure_then_fixed() {
     let slack_url = receiver.url("/slack");
     let server = Server::start_with_env(
         &config,
-        &[("TEST_SLACK_URL", &slack_url), ("TEST_HOOK_SECRET", HOOK_SECRET)],
+        &[
+            ("TEST_SLACK_URL", &slack_url),
+            ("TEST_HOOK_SECRET", HOOK_SECRET),
+        ],
     );
     let app = flaky_job(
         "nightly",
@@ -191,17 +194,30 @@ fn slack_and_signed_webhook_on_failure_then_fixed() {
     assert_eq!(failed["state"], "failed");
     let failed_id = failed["id"].as_str().unwrap();
     let deliveries = wait_delivered(&server, failed_id, 2);
-    assert!(deliveries.iter().all(|d| d["event"] == "failure" && d["attempts"] == 1));
+    assert!(deliveries
+        .iter()
+        .all(|d| d["event"] == "failure" && d["attempts"] == 1));
 
     let slack = receiver.wait_requests("/slack", 1);
     let text = slack[0].json()["text"].as_str().unwrap().to_owned();
-    assert!(text.starts_with(&format!("*nightly failed (run {failed_id})*")), "{text}");
-    assert!(text.contains("Status: failed") && text.contains("Trigger: manual"), "{text}");
+    assert!(
+        text.starts_with(&format!("*nightly failed (run {failed_id})*")),
+        "{text}"
+    );
+    assert!(
+        text.contains("Status: failed") && text.contains("Trigger: manual"),
+        "{text}"
+    );
     // The last 30 log lines: line 13 .. line 40, boom and Wharf's own last line.
-    assert!(text.contains("line 13\n") && text.contains("\nboom\n"), "{text}");
+    assert!(
+        text.contains("line 13\n") && text.contains("\nboom\n"),
+        "{text}"
+    );
     assert!(!text.contains("line 12\n"), "{text}");
     assert!(
-        text.contains(&format!("<https://wharf.example.com/api/v1/runs/{failed_id}|")),
+        text.contains(&format!(
+            "<https://wharf.example.com/api/v1/runs/{failed_id}|"
+        )),
         "{text}"
     );
 
@@ -223,10 +239,16 @@ fn slack_and_signed_webhook_on_failure_then_fixed() {
     assert_eq!(fixed["state"], "succeeded");
     let fixed_id = fixed["id"].as_str().unwrap();
     let deliveries = wait_delivered(&server, fixed_id, 2);
-    assert!(deliveries.iter().all(|d| d["event"] == "fixed"), "{deliveries:?}");
+    assert!(
+        deliveries.iter().all(|d| d["event"] == "fixed"),
+        "{deliveries:?}"
+    );
     let slack = receiver.wait_requests("/slack", 2);
     let text = slack[1].json()["text"].as_str().unwrap().to_owned();
-    assert!(text.contains(&format!("nightly is fixed: run {fixed_id} succeeded")), "{text}");
+    assert!(
+        text.contains(&format!("nightly is fixed: run {fixed_id} succeeded")),
+        "{text}"
+    );
     let hooks = receiver.wait_requests("/hook", 2);
     assert_signed(&hooks[1]);
     assert_eq!(hooks[1].json()["event"], "fixed");
@@ -240,7 +262,10 @@ fn slack_and_signed_webhook_on_failure_then_fixed() {
 
     // The CLI shows the deliveries.
     let listed = server.cli_ok(&["notify", "deliveries", failed_id]);
-    assert!(listed.contains("team-slack") && listed.contains("sent"), "{listed}");
+    assert!(
+        listed.contains("team-slack") && listed.contains("sent"),
+        "{listed}"
+    );
 }
 
 #[test]
@@ -289,14 +314,20 @@ fn a_receiver_that_never_answers_ends_failed() {
     });
     assert_eq!(delivery["attempts"], 2);
     assert!(
-        delivery["last_error"].as_str().unwrap().contains("cannot reach"),
+        delivery["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach"),
         "{delivery}"
     );
     // `wharf notify test` reports the same failure and exits non-zero.
     let output = server.cli(&["notify", "test", "ops"]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("was not delivered") && stderr.contains("cannot reach"), "{stderr}");
+    assert!(
+        stderr.contains("was not delivered") && stderr.contains("cannot reach"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -310,12 +341,24 @@ fn channels_test_messages_and_deploy_checks() {
     let secret_url = receiver.url("/slack?token=xoxb-very-secret");
     let server = Server::start_with_env(
         &config,
-        &[("TEST_SLACK_URL", &secret_url), ("TEST_HOOK_SECRET", HOOK_SECRET)],
+        &[
+            ("TEST_SLACK_URL", &secret_url),
+            ("TEST_HOOK_SECRET", HOOK_SECRET),
+        ],
     );
     let channels = server.cli_ok(&["notify", "channels"]);
-    assert!(channels.contains("ops") && channels.contains("webhook"), "{channels}");
-    assert!(channels.contains("team-slack") && channels.contains("slack"), "{channels}");
-    assert!(!channels.contains("xoxb") && !channels.contains(HOOK_SECRET), "{channels}");
+    assert!(
+        channels.contains("ops") && channels.contains("webhook"),
+        "{channels}"
+    );
+    assert!(
+        channels.contains("team-slack") && channels.contains("slack"),
+        "{channels}"
+    );
+    assert!(
+        !channels.contains("xoxb") && !channels.contains(HOOK_SECRET),
+        "{channels}"
+    );
     assert!(!server.server_log().contains("xoxb-very-secret"));
 
     let sent = server.cli_ok(&["notify", "test", "ops"]);
@@ -325,12 +368,18 @@ fn channels_test_messages_and_deploy_checks() {
     assert_eq!(hooks[0].json()["event"], "test");
     server.cli_ok(&["notify", "test", "team-slack"]);
     let slack = receiver.wait_requests("/slack?token=xoxb-very-secret", 1);
-    assert!(slack[0].json()["text"].as_str().unwrap().contains("Test message from Wharf"));
+    assert!(slack[0].json()["text"]
+        .as_str()
+        .unwrap()
+        .contains("Test message from Wharf"));
 
     let output = server.cli(&["notify", "test", "nope"]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("no notification channel \"nope\"") && stderr.contains("\"ops\""), "{stderr}");
+    assert!(
+        stderr.contains("no notification channel \"nope\"") && stderr.contains("\"ops\""),
+        "{stderr}"
+    );
 
     // A deploy naming a channel the server lacks is refused, saying which.
     let app = flaky_job("typo", "\n[[notify]]\nchannel = \"team-slak\"\n");
@@ -430,9 +479,15 @@ fn email_through_a_real_smtp_server() {
     let server = Server::start_with(&config);
     server.cli_ok(&["notify", "test", "mail"]);
     let messages = smtp.wait_messages(1);
-    assert_eq!(header(&messages[0], "Subject"), "[wharf] Test message from Wharf");
+    assert_eq!(
+        header(&messages[0], "Subject"),
+        "[wharf] Test message from Wharf"
+    );
 
-    let app = flaky_job("mailed", "\n[[notify]]\nchannel = \"mail\"\non = [\"failure\"]\n");
+    let app = flaky_job(
+        "mailed",
+        "\n[[notify]]\nchannel = \"mail\"\non = [\"failure\"]\n",
+    );
     server.deploy(app.path());
     let run = run_and_wait(&server, "mailed", "fail");
     let run_id = run["id"].as_str().unwrap();
@@ -448,7 +503,10 @@ fn email_through_a_real_smtp_server() {
     );
     assert_eq!(header(mail, "From"), "Wharf <wharf@example.com>");
     let to = header(mail, "To");
-    assert!(to.contains("team@example.com") && to.contains("oncall@example.com"), "{to}");
+    assert!(
+        to.contains("team@example.com") && to.contains("oncall@example.com"),
+        "{to}"
+    );
     // aiosmtpd adds the envelope recipients; the body has the facts and the log's tail.
     let body = &mail[mail.find("\n\n").expect("body")..];
     assert!(body.contains("Status: failed"), "{body}");
@@ -457,4 +515,3 @@ fn email_through_a_real_smtp_server() {
     assert!(body.contains("line 40\nboom"), "{body}");
     assert!(body.contains(&format!("/api/v1/runs/{run_id}")), "{body}");
 }
-

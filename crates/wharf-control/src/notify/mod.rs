@@ -76,13 +76,8 @@ impl Control {
         let channel = self.channel(name)?;
         let message = RunMessage::test(name, &self.config().notify.link_base);
         let id = crate::runs::new_run_id();
-        let result = send::send_message(
-            channel,
-            &message,
-            &id,
-            self.config().notify.attempt_timeout,
-        )
-        .await;
+        let result =
+            send::send_message(channel, &message, &id, self.config().notify.attempt_timeout).await;
         match &result {
             Ok(()) => tracing::info!(channel = name, "Sent a test notification."),
             Err(error) => {
@@ -204,7 +199,9 @@ impl Control {
                 Err(error) => Err(error.to_string()),
             },
         };
-        let attempts = u32::try_from(notification.attempts).unwrap_or(u32::MAX).saturating_add(1);
+        let attempts = u32::try_from(notification.attempts)
+            .unwrap_or(u32::MAX)
+            .saturating_add(1);
         let attempt = match result {
             Ok(()) => {
                 tracing::info!(run_id = %notification.run_id, channel = %notification.channel, event = %notification.event, attempts, "Sent a notification.");
@@ -215,7 +212,8 @@ impl Control {
                 DeliveryAttempt::GaveUp { error }
             }
             Err(error) => {
-                let delay = wharf_model::notify::delivery_retry_delay(notify.retry_backoff, attempts);
+                let delay =
+                    wharf_model::notify::delivery_retry_delay(notify.retry_backoff, attempts);
                 tracing::warn!(run_id = %notification.run_id, channel = %notification.channel, attempts, retry_in = ?delay, %error, "A notification failed; retrying.");
                 DeliveryAttempt::Retry {
                     error,

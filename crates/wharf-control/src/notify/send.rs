@@ -147,5 +147,10 @@ async fn send_mail(
         .send(email)
         .await
         .map(|_| ())
-        .map_err(|error| format!("the SMTP server {}:{} refused or failed: {error}", smtp.host, smtp.port))
+        .map_err(|error| {
+            format!(
+                "the SMTP server {}:{} refused or failed: {error}",
+                smtp.host, smtp.port
+            )
+        })
 }

@@ -8,7 +8,8 @@ use crate::notify::{NotifyEvent, NotifyRule};
 /// `on` when a rule leaves it out: tell of failures and of the first success after one.
 pub const DEFAULT_NOTIFY_ON: [NotifyEvent; 2] = [NotifyEvent::Failure, NotifyEvent::Fixed];
 
-const RULE_EXAMPLE: &str = "[[notify]] with channel = \"team-slack\" and on = [\"failure\", \"fixed\"]";
+const RULE_EXAMPLE: &str =
+    "[[notify]] with channel = \"team-slack\" and on = [\"failure\", \"fixed\"]";
 
 /// A channel name: what the server's `[notify.channels.NAME]` may be called.
 pub fn is_channel_name(name: &str) -> bool {
@@ -113,12 +114,12 @@ fn read_rule(
     })
 }
 
-fn allowed_values() -> String {
+fn allowed_values(conjunction: &str) -> String {
     let quoted: Vec<String> = NotifyEvent::RULE_VALUES
         .iter()
         .map(|event| format!("\"{event}\""))
         .collect();
-    join_words(&quoted, "and")
+    join_words(&quoted, conjunction)
 }
 
 fn read_on(
@@ -138,7 +139,10 @@ fn read_on(
             checker.field_error(
                 line,
                 &field,
-                format!("expected a list of events, found {}; {hint}", describe_item(item)),
+                format!(
+                    "expected a list of events, found {}; {hint}",
+                    describe_item(item)
+                ),
             );
             return None;
         }
@@ -149,7 +153,7 @@ fn read_on(
             &field,
             format!(
                 "is empty, so this rule would never send anything; list some of {}, or remove the rule",
-                allowed_values()
+                allowed_values("and")
             ),
         );
         return None;
@@ -185,7 +189,7 @@ fn read_on(
                 checker.field_error(
                     value_line,
                     &format!("{field}[{index}]"),
-                    format!("{found} is not an event; use {}", allowed_values()),
+                    format!("{found} is not an event; use {}", allowed_values("or")),
                 );
                 valid = false;
             }

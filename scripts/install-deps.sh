@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Wharf and its tests need on Debian/Ubuntu, skipping what is present:
 # R with jsonlite (the example jobs), bubblewrap (the sandbox), curl, git (git-backed apps),
-# and the S3 clients
-# the tests drive Wharf's S3 listener with: rclone, aws-cli and boto3.
+# and the S3 clients the tests drive Wharf's S3 listener with: rclone, aws-cli and boto3,
+# and aiosmtpd (the SMTP server the notification tests send e-mail to).
 set -euo pipefail
 
 SUDO=""
@@ -31,6 +31,7 @@ fi
 python_packages=()
 command -v aws >/dev/null 2>&1 || python_packages+=(awscli)
 python3 -c 'import boto3' >/dev/null 2>&1 || python_packages+=(boto3)
+python3 -c 'import aiosmtpd' >/dev/null 2>&1 || python_packages+=(aiosmtpd)
 if [ ${#python_packages[@]} -gt 0 ]; then
   echo "Installing from PyPI: ${python_packages[*]}"
   if ! python3 -m pip install --quiet --disable-pip-version-check "${python_packages[@]}" 2>/dev/null \
@@ -40,6 +41,7 @@ if [ ${#python_packages[@]} -gt 0 ]; then
       case "$package" in
         awscli) debian+=(awscli) ;;
         boto3) debian+=(python3-boto3) ;;
+        aiosmtpd) debian+=(python3-aiosmtpd) ;;
       esac
     done
     $SUDO apt-get update -qq

@@ -266,3 +266,40 @@ pub struct HookResult {
     /// The event ids of the stored and duplicate records, in order.
     pub event_ids: Vec<String>,
 }
+
+/// A notification channel of the server (its credentials are never shown).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChannelInfo {
+    pub name: String,
+    /// `slack`, `webhook` or `smtp`.
+    pub kind: String,
+    /// Where messages go: the URL's scheme and host, or the SMTP server and recipients.
+    pub target: String,
+}
+
+/// The answer to a test message that was delivered.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChannelTestResult {
+    pub channel: String,
+    pub sent: bool,
+}
+
+/// One message about a run to one channel, and how its delivery went.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NotificationInfo {
+    pub id: String,
+    pub run_id: String,
+    pub channel: String,
+    /// `failure`, `timeout`, `fixed` or `success`.
+    pub event: String,
+    /// `pending` (being delivered or waiting to retry), `sent` or `failed` (gave up).
+    pub state: String,
+    /// Delivery attempts so far.
+    pub attempts: i64,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub sent_at: Option<String>,
+    /// When the next attempt is due (pending only).
+    pub next_attempt_at: Option<String>,
+}

@@ -16,6 +16,7 @@ mod git;
 mod health;
 mod hooks;
 mod logs;
+mod notify;
 mod runs;
 mod s3keys;
 
@@ -49,6 +50,7 @@ pub struct ApiState {
         buckets::list_buckets, buckets::create_bucket, buckets::update_bucket,
         buckets::delete_bucket, events::list_events, hooks::s3_hook,
         git::deploy_git, git::get_git_source,
+        notify::list_channels, notify::test_channel, notify::run_notifications,
     ),
     components(schemas(
         dto::ErrorBody, dto::ErrorDetail, dto::WhoAmI, dto::AppInfo, dto::VersionInfo,
@@ -57,6 +59,8 @@ pub struct ApiState {
         dto::S3KeyCreateRequest, dto::S3KeyCreated, dto::S3KeyInfo,
         dto::BucketInfo, dto::BucketCreateRequest, dto::BucketUpdateRequest, dto::EventItem,
         dto::HookResult, dto::GitDeployRequest, dto::GitSourceInfo, dto::GitDeployResult,
+        dto::HookResult,
+        dto::ChannelInfo, dto::ChannelTestResult, dto::NotificationInfo,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -119,6 +123,9 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/events", get(events::list_events))
         .route("/hooks/s3", post(hooks::s3_hook))
+        .route("/notify/channels", get(notify::list_channels))
+        .route("/notify/channels/{name}/test", post(notify::test_channel))
+        .route("/runs/{id}/notifications", get(notify::run_notifications))
         .fallback(api_not_found)
         .layer(axum::middleware::map_response(error::json_errors));
     Router::new()

@@ -68,6 +68,8 @@ pub struct ControlConfig {
     pub git_allow_local: bool,
     /// Longest a git fetch may take.
     pub git_timeout: Duration,
+    /// Notification channels and delivery settings.
+    pub notify: crate::notify::NotifyConfig,
 }
 
 impl ControlConfig {
@@ -88,6 +90,7 @@ impl ControlConfig {
             event_retention: Duration::from_secs(7 * 24 * 3600),
             git_allow_local: false,
             git_timeout: Duration::from_secs(300),
+            notify: crate::notify::NotifyConfig::default(),
         }
     }
 }

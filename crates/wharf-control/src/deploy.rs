@@ -101,6 +101,7 @@ impl Control {
             }
         }
         reject_unsupported(&manifest)?;
+        self.check_notify_channels(&manifest)?;
 
         let number = self.store().next_version_number(app_name).await?;
         let version_dir = self.version_dir(app_name, number);

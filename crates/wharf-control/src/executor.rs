@@ -201,10 +201,12 @@ impl Control {
             return Ok(());
         }
         let retry = self.retry_for(&run, outcome.state).await;
+        let plan = crate::notify::notification_plan(self.notify_rules(&run).await, retry.is_some());
         let finished = self
             .store()
-            .finish_run(run_id, &outcome, retry.as_ref())
+            .finish_run_notifying(run_id, &outcome, retry.as_ref(), plan)
             .await?;
+        self.wake_notifier();
         if let Some((run, retried)) = finished {
             tracing::info!(run_id, app = %run.app_name, state = %run.state, exit_code = ?run.exit_code, "Run finished.");
             if let Some(retried) = retried {
@@ -249,8 +251,20 @@ impl Control {
             started_at: None,
             finished_at: wharf_store::now_millis(),
         };
-        self.store().finish_run(&run.id, &outcome, None).await?;
+        let plan = crate::notify::notification_plan(self.notify_rules(run).await, false);
+        self.store()
+            .finish_run_notifying(&run.id, &outcome, None, plan)
+            .await?;
+        self.wake_notifier();
         Ok(())
+    }
+
+    /// The `[[notify]]` rules of the run's version (none when it cannot be read).
+    async fn notify_rules(&self, run: &Run) -> Vec<wharf_model::notify::NotifyRule> {
+        match self.manifest(&run.app_id, run.version).await {
+            Ok(manifest) => manifest.notify.clone(),
+            Err(_) => Vec::new(),
+        }
     }
 }
 

@@ -18,6 +18,7 @@ mod error;
 mod executor;
 mod git;
 mod io;
+pub mod notify;
 mod reconcile;
 mod retention;
 mod runs;
@@ -54,6 +55,8 @@ struct Inner {
     sandbox: wharf_runtime::Sandbox,
     /// Wakes the executor: a run was queued or finished.
     executor_wakeup: Notify,
+    /// Wakes the notifier: a run ended with notifications to send.
+    notifier_wakeup: Notify,
     /// One deploy at a time per app, so version numbers and folders agree.
     deploy_locks: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The names of the git-backed apps (their runs fetch before they start).
@@ -87,6 +90,7 @@ impl Control {
                 runtime,
                 sandbox,
                 executor_wakeup: Notify::new(),
+                notifier_wakeup: Notify::new(),
                 deploy_locks: Default::default(),
                 manifests: Default::default(),
                 git_apps: Default::default(),
@@ -128,6 +132,8 @@ impl Control {
         let dispatcher = self.clone();
         tokio::spawn(async move { dispatcher.dispatcher_loop().await });
         tokio::spawn(self.inner.objects.clone().garbage_loop());
+        let notifier = self.clone();
+        tokio::spawn(async move { notifier.notification_loop().await });
         Ok(())
     }
 

@@ -9,6 +9,7 @@ pub mod archive;
 pub mod duration;
 pub mod manifest;
 pub mod name;
+pub mod notify;
 pub mod pattern;
 pub mod run;
 pub mod schedule;

@@ -169,6 +169,10 @@ fn every_key_the_parser_accepts_has_a_heading() {
         ),
         ("job.io.", format!("{COMMAND}[job.io]\n{unknown}")),
         ("service.", format!("{COMMAND}[service]\n{unknown}")),
+        (
+            "notify[].",
+            format!("{COMMAND}[[notify]]\nchannel = \"a\"\n{unknown}"),
+        ),
     ];
     let mut missing = Vec::new();
     let mut count = 0;

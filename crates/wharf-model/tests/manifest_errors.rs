@@ -363,3 +363,11 @@ fn bad_bucket_names_and_archive_templates() {
         "{COMMAND}\n[job.io]\narchive_input = \"processed\"\n"
     )));
 }
+
+#[test]
+fn notify_rule_problems() {
+    insta::assert_snapshot!(errors(&format!("{COMMAND}\n[notify]\nchannel = \"a\"\n")));
+    insta::assert_snapshot!("notify_rule_values", errors(&format!(
+        "{COMMAND}\n[[notify]]\nchanel = \"a\"\non = \"failure\"\n\n[[notify]]\nchannel = \"bad name\"\non = [\"failed\", 3, \"fixed\"]\n\n[[notify]]\nchannel = \"b\"\non = []\n"
+    )));
+}

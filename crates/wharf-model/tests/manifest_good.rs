@@ -78,6 +78,7 @@ fn job(command: &[&str]) -> Manifest {
         env: BTreeMap::new(),
         job: JobSettings::default(),
         service: ServiceSettings::default(),
+        notify: Vec::new(),
     }
 }
 
@@ -151,6 +152,7 @@ fn blueprint_example() {
             max_inflight: 0,
             access: "logged-in".to_string(),
         },
+        notify: Vec::new(),
     };
     assert_eq!(manifest, expected);
     check_round_trip(&manifest);
@@ -427,4 +429,53 @@ fn stored_json_is_readable_and_tolerant() {
     let mut precise = job(&["x"]);
     precise.job.timeout = Some(Duration::new(1, 2_003));
     check_round_trip(&precise);
+}
+
+#[test]
+fn notify_rules() {
+    use wharf_model::notify::{NotifyEvent, NotifyRule};
+    let manifest = load(
+        r#"
+command = ["Rscript", "job.R"]
+
+[[notify]]
+channel = "team-slack"
+on = ["failure", "timeout", "fixed", "failure"]
+
+[[notify]]
+channel = "mail"
+
+[[notify]]
+channel = "ops.hook"
+on = ["success"]
+"#,
+        &[],
+    );
+    assert_eq!(
+        manifest.notify,
+        vec![
+            NotifyRule {
+                channel: "team-slack".to_string(),
+                on: vec![
+                    NotifyEvent::Failure,
+                    NotifyEvent::Timeout,
+                    NotifyEvent::Fixed
+                ],
+            },
+            NotifyRule {
+                channel: "mail".to_string(),
+                on: vec![NotifyEvent::Failure, NotifyEvent::Fixed],
+            },
+            NotifyRule {
+                channel: "ops.hook".to_string(),
+                on: vec![NotifyEvent::Success],
+            },
+        ]
+    );
+    check_round_trip(&manifest);
+    let inline = load(
+        "command = [\"Rscript\", \"job.R\"]\nnotify = [{ channel = \"a\", on = [\"success\"] }]\n",
+        &[],
+    );
+    assert_eq!(inline.notify.len(), 1);
 }

@@ -94,9 +94,62 @@ pub fn read_lines(
     Ok((lines, position))
 }
 
+/// The last `count` complete entries of the log (oldest first), reading backwards from
+/// the end in blocks, so a long log costs no more than its tail. Entries that are not
+/// valid log lines are skipped; a missing log reads as empty.
+pub fn read_last_lines(path: &Path, count: usize) -> Result<Vec<LogLine>, RuntimeError> {
+    use std::io::Read;
+    const BLOCK: u64 = 64 * 1024;
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(RuntimeError::io("open the run log", path, source)),
+    };
+    let length = file
+        .metadata()
+        .map_err(|source| RuntimeError::io("read the run log", path, source))?
+        .len();
+    // `tail` holds the bytes from `start` to the end; grow it until it has `count`
+    // complete lines before its last newline, or reaches the start of the file.
+    let mut start = length;
+    let mut tail: Vec<u8> = Vec::new();
+    while start > 0 && tail.iter().filter(|byte| **byte == b'\n').count() <= count {
+        let from = start.saturating_sub(BLOCK);
+        let mut block = vec![0u8; (start - from) as usize];
+        file.seek(SeekFrom::Start(from))
+            .and_then(|_| file.read_exact(&mut block))
+            .map_err(|source| RuntimeError::io("read the run log", path, source))?;
+        block.extend_from_slice(&tail);
+        tail = block;
+        start = from;
+    }
+    // Only complete lines: drop a partial last line; drop a partial first one unless
+    // the tail starts at the beginning of the file.
+    let end = tail
+        .iter()
+        .rposition(|byte| *byte == b'\n')
+        .map_or(0, |at| at + 1);
+    let mut complete = &tail[..end];
+    if start > 0 {
+        let first_end = complete
+            .iter()
+            .position(|byte| *byte == b'\n')
+            .map_or(0, |at| at + 1);
+        complete = &complete[first_end..];
+    }
+    let mut lines: Vec<LogLine> = complete
+        .split(|byte| *byte == b'\n')
+        .filter(|text| !text.iter().all(u8::is_ascii_whitespace))
+        .filter_map(|text| serde_json::from_slice(text).ok())
+        .collect();
+    let skip = lines.len().saturating_sub(count);
+    lines.drain(..skip);
+    Ok(lines)
+}
+
 #[cfg(test)]
 mod tests {
-    use crate::logs::{read_lines, LogLine};
+    use crate::logs::{read_last_lines, read_lines, LogLine};
 
     fn line(stream: &str, text: &str) -> String {
         format!("{{\"t\":\"2026-11-23T09:00:00.123456Z\",\"s\":\"{stream}\",\"l\":\"{text}\"}}\n")
@@ -175,5 +228,33 @@ mod tests {
             "{}",
             entry.t
         );
+    }
+
+    #[test]
+    fn last_lines_from_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.jsonl");
+        assert!(read_last_lines(&path, 30).unwrap().is_empty());
+        let mut contents = String::new();
+        for index in 0..5000 {
+            contents.push_str(&line("out", &format!("line {index}")));
+        }
+        // A partial line being written is not read.
+        contents.push_str("{\"t\":\"x\"");
+        std::fs::write(&path, &contents).unwrap();
+        let texts = |count| -> Vec<String> {
+            read_last_lines(&path, count)
+                .unwrap()
+                .into_iter()
+                .map(|line| line.l)
+                .collect()
+        };
+        let expected: Vec<String> = (4970..5000).map(|i| format!("line {i}")).collect();
+        assert_eq!(texts(30), expected);
+        assert_eq!(texts(0), Vec::<String>::new());
+        assert_eq!(texts(10_000).len(), 5000);
+        std::fs::write(&path, format!("{}{}", line("out", "a"), line("err", "b"))).unwrap();
+        assert_eq!(texts(1), vec!["b".to_string()]);
+        assert_eq!(texts(5), vec!["a".to_string(), "b".to_string()]);
     }
 }

@@ -9,6 +9,7 @@
 pub mod apps;
 pub mod events;
 pub mod git;
+pub mod notifications;
 pub mod objects;
 pub mod runs;
 pub mod s3_keys;
@@ -24,6 +25,7 @@ use sqlx::SqlitePool;
 pub use crate::apps::{App, AppVersion, NewVersion};
 pub use crate::events::{EventRow, NewEvent};
 pub use crate::git::GitSource;
+pub use crate::notifications::{DeliveryAttempt, NewNotification, Notification, NotificationState};
 pub use crate::objects::{Bucket, MultipartUploadRow, ObjectRow, PartRow};
 pub use crate::runs::{NewRun, Run, RunOutcome};
 pub use crate::s3_keys::S3Key;

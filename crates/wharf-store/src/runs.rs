@@ -292,6 +292,20 @@ impl Store {
         outcome: &RunOutcome,
         retry: Option<&NewRun>,
     ) -> StoreResult<Option<(Run, Option<Run>)>> {
+        self.finish_run_notifying(id, outcome, retry, |_, _| Vec::new())
+            .await
+    }
+
+    /// [`Store::finish_run`], also queueing the notifications `plan` asks for in the same
+    /// transaction. `plan` gets the finished run and the app's previous final outcome
+    /// (the newest other finished run that was neither cancelled nor retried).
+    pub async fn finish_run_notifying(
+        &self,
+        id: &str,
+        outcome: &RunOutcome,
+        retry: Option<&NewRun>,
+        plan: impl FnOnce(&Run, Option<RunState>) -> Vec<crate::NewNotification> + Send,
+    ) -> StoreResult<Option<(Run, Option<Run>)>> {
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE runs SET state = $1, exit_code = $2, exit_signal = $3, error = $4,
@@ -320,6 +334,17 @@ impl Store {
             None => None,
         };
         let run = fetch_run_in(&mut tx, id).await?;
+        let previous = crate::notifications::previous_outcome_in(&mut tx, &run.app_id, id).await?;
+        let notifications = plan(&run, previous);
+        if !notifications.is_empty() {
+            crate::notifications::insert_notifications_in(
+                &mut tx,
+                id,
+                &run.app_name,
+                &notifications,
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(Some((run, retried)))
     }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{buckets, client, commands, deploy, events, follow, s3cmd, s3ls, server};
+use crate::{buckets, client, commands, deploy, events, follow, notify, s3cmd, s3ls, server};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -69,6 +69,11 @@ pub enum Command {
     Ls(LsArgs),
     /// Print stored events (object changes and bucket notifications).
     Events(EventsArgs),
+    /// Notification channels: list them, send a test message, show a run's deliveries.
+    Notify {
+        #[command(subcommand)]
+        command: NotifyCommand,
+    },
     #[command(name = "__shim", hide = true)]
     Shim { run_dir: PathBuf },
 }
@@ -284,6 +289,23 @@ pub struct EventsArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// List the server's notification channels (without their credentials).
+    Channels {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a test message to a channel and report whether it was delivered.
+    Test { channel: String },
+    /// Show the notifications of a run and how their delivery went.
+    Deliveries {
+        run: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let ok = Ok(ExitCode::SUCCESS);
     match cli.command {
@@ -308,6 +330,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cp(args) => s3cmd::cp(args).await.and(ok),
         Command::Ls(args) => s3ls::ls(args).await.and(ok),
         Command::Events(args) => events::events(args).await.and(ok),
+        Command::Notify { command } => notify::notify(command).await.and(ok),
         Command::Shim { run_dir } => {
             let code = wharf_runtime::shim_main(&run_dir);
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))

@@ -8,6 +8,8 @@ mod deploy;
 mod events;
 mod follow;
 mod git;
+mod notify;
+mod notify_config;
 mod s3client;
 mod s3cmd;
 mod s3ls;

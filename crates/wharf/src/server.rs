@@ -67,6 +67,8 @@ pub struct ServerConfig {
     pub git_allow_local: bool,
     /// Longest a git fetch (at deploy and at each run start) may take.
     pub git_timeout: String,
+    /// `[notify]`: notification channels and delivery settings.
+    pub notify: crate::notify_config::NotifySettings,
 }
 
 impl Default for ServerConfig {
@@ -96,6 +98,7 @@ impl Default for ServerConfig {
             blob_s3_secret_access_key: HiddenSecret::default(),
             git_allow_local: false,
             git_timeout: "5m".into(),
+            notify: Default::default(),
         }
     }
 }
@@ -226,6 +229,12 @@ fn control_config(config: &ServerConfig) -> anyhow::Result<ControlConfig> {
             config.s3_url.trim_end_matches('/').to_owned()
         }
     });
+    let api_host = match config.listen.parse::<SocketAddr>() {
+        Ok(address) if address.ip().is_unspecified() => format!("127.0.0.1:{}", address.port()),
+        _ => config.listen.clone(),
+    };
+    control.notify =
+        crate::notify_config::notify_config(&config.notify, &format!("http://{api_host}"))?;
     Ok(control)
 }
 

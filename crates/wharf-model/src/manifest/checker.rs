@@ -10,8 +10,8 @@ use crate::duration::parse_duration;
 use crate::manifest::ManifestError;
 use crate::suggest::closest;
 
-pub(crate) const TOP_KEYS: [&str; 7] = [
-    "name", "kind", "command", "runtime", "env", "job", "service",
+pub(crate) const TOP_KEYS: [&str; 8] = [
+    "name", "kind", "command", "runtime", "env", "job", "service", "notify",
 ];
 pub(crate) const JOB_KEYS: [&str; 7] = [
     "timeout",
@@ -43,14 +43,16 @@ pub(crate) const SERVICE_KEYS: [&str; 9] = [
     "access",
 ];
 pub(crate) const SECRET_KEYS: [&str; 1] = ["secret"];
+pub(crate) const NOTIFY_KEYS: [&str; 2] = ["channel", "on"];
 
 /// Where each key may appear, to say "belongs in [service]" for a misplaced key.
-const SECTIONS: [(&str, &[&str]); 5] = [
+const SECTIONS: [(&str, &[&str]); 6] = [
     ("the top level", &TOP_KEYS),
     ("[job]", &JOB_KEYS),
     ("[[job.trigger]]", &TRIGGER_KEYS),
     ("[job.io]", &IO_KEYS),
     ("[service]", &SERVICE_KEYS),
+    ("[[notify]]", &NOTIFY_KEYS),
 ];
 
 /// A value read from the file with the line it came from.

@@ -39,6 +39,7 @@ struct ReadManifest {
     job: JobSettings,
     service: ServiceSettings,
     sticky_given: bool,
+    notify: Vec<crate::notify::NotifyRule>,
 }
 
 /// Checks a manifest and fills in what can be inferred from the bundle's files.
@@ -83,6 +84,7 @@ pub fn load_manifest(
             env: read.env,
             job: read.job,
             service: read.service,
+            notify: read.notify,
         }),
         _ => Err(ManifestErrors(errors)),
     }
@@ -169,6 +171,10 @@ fn read_document(checker: &mut Checker<'_>, root: &dyn TableLike) -> ReadManifes
     if let Some((service, _)) = checker.read_table(root, "", "service", "a [service] section") {
         read.sticky_given = service.contains_key("sticky");
         read.service = read_service(checker, service);
+    }
+    if let Some((key, item)) = root.get_key_value("notify") {
+        let line = checker.item_line(key, item);
+        read.notify = crate::manifest::notify::read_notify(checker, item, line);
     }
     read
 }

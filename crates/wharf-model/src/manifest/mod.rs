@@ -11,6 +11,7 @@ mod error;
 pub mod infer;
 mod job;
 mod load;
+mod notify;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 pub use crate::manifest::error::{ManifestError, ManifestErrors};
 pub use crate::manifest::load::{load_manifest, RESERVED_ENV_PREFIX};
+pub use crate::manifest::notify::{is_channel_name, DEFAULT_NOTIFY_ON};
 
 /// The manifest's file name at the root of a bundle.
 pub const MANIFEST_FILE: &str = "wharf.toml";
@@ -47,6 +49,9 @@ pub struct Manifest {
     pub job: JobSettings,
     #[serde(default)]
     pub service: ServiceSettings,
+    /// `[[notify]]` rules: which server channels hear about runs, and when.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<crate::notify::NotifyRule>,
 }
 
 /// Runs to completion (`job`) or serves HTTP until stopped (`service`).

@@ -1,0 +1,134 @@
+//! The notification channels the server has, with their credentials resolved.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A credential (webhook URL with a token, HMAC key, SMTP password): usable as text,
+/// printed as `(hidden)` by `{:?}`, so configurations can be logged.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ChannelSecret(pub String);
+
+impl std::fmt::Debug for ChannelSecret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("(hidden)")
+    }
+}
+
+/// How an SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS (required), usually port 587.
+    StartTls,
+    /// TLS from the first byte (SMTPS), usually port 465.
+    Tls,
+    /// No encryption (a local relay), usually port 25.
+    None,
+}
+
+impl SmtpSecurity {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SmtpSecurity::StartTls => "starttls",
+            SmtpSecurity::Tls => "tls",
+            SmtpSecurity::None => "none",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpChannel {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    /// Log in with these when set.
+    pub username: Option<String>,
+    pub password: Option<ChannelSecret>,
+    pub from: String,
+    pub to: Vec<String>,
+}
+
+/// Where a channel's messages go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Channel {
+    /// A Slack-compatible incoming webhook: POST `{"text": ...}`.
+    Slack { url: ChannelSecret },
+    /// A generic JSON webhook, signed with HMAC-SHA256 when a secret is set.
+    Webhook {
+        url: ChannelSecret,
+        secret: Option<ChannelSecret>,
+    },
+    /// E-mail through an SMTP server.
+    Smtp(SmtpChannel),
+}
+
+impl Channel {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Channel::Slack { .. } => "slack",
+            Channel::Webhook { .. } => "webhook",
+            Channel::Smtp(_) => "smtp",
+        }
+    }
+
+    /// Where it goes, without secrets: the host of a URL, the SMTP server and recipients.
+    pub fn describe(&self) -> String {
+        let host_of = |url: &str| match reqwest::Url::parse(url) {
+            Ok(parsed) => format!(
+                "{}://{}{}",
+                parsed.scheme(),
+                parsed.host_str().unwrap_or_default(),
+                parsed
+                    .port()
+                    .map(|port| format!(":{port}"))
+                    .unwrap_or_default()
+            ),
+            Err(_) => "(an invalid URL)".to_string(),
+        };
+        match self {
+            Channel::Slack { url } => host_of(&url.0),
+            Channel::Webhook { url, secret } => format!(
+                "{}{}",
+                host_of(&url.0),
+                if secret.is_some() { ", signed" } else { "" }
+            ),
+            Channel::Smtp(smtp) => format!(
+                "{}:{} ({}) to {}",
+                smtp.host,
+                smtp.port,
+                smtp.security.as_str(),
+                smtp.to.join(", ")
+            ),
+        }
+    }
+}
+
+/// The `[notify]` settings.
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    pub channels: BTreeMap<String, Channel>,
+    /// Links in messages are `LINK_BASE/api/v1/runs/ID`.
+    pub link_base: String,
+    /// Tries per message before it is recorded as failed.
+    pub max_attempts: u32,
+    /// Wait after the first failed try; doubles for each further one (at most an hour).
+    pub retry_backoff: Duration,
+    /// Longest time one try may take.
+    pub attempt_timeout: Duration,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            channels: BTreeMap::new(),
+            link_base: "http://127.0.0.1:8080".to_string(),
+            max_attempts: 5,
+            retry_backoff: Duration::from_secs(10),
+            attempt_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Whether `text` is an e-mail address ("a@example.com" or "Team <a@example.com>").
+pub fn is_mailbox(text: &str) -> bool {
+    text.parse::<lettre::message::Mailbox>().is_ok()
+}

@@ -1,0 +1,156 @@
+//! Sending one message to one channel: Slack, webhook (signed) or SMTP. Each returns a
+//! one-line description of what went wrong, which is recorded with the delivery.
+
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use lettre::message::header::ContentType;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use sha2::Sha256;
+use wharf_model::notify::{webhook_signed_text, RunMessage};
+
+use crate::notify::config::{Channel, SmtpChannel, SmtpSecurity};
+
+/// The header with the HMAC-SHA256 of `TIMESTAMP.BODY`, as `sha256=HEX`.
+pub const SIGNATURE_HEADER: &str = "X-Wharf-Signature";
+/// The header with the unix time (seconds) the signature covers.
+pub const TIMESTAMP_HEADER: &str = "X-Wharf-Timestamp";
+/// The header naming the event (failure, timeout, fixed, success, test).
+pub const EVENT_HEADER: &str = "X-Wharf-Event";
+/// The header with the delivery's id (the same on every retry of one message).
+pub const DELIVERY_HEADER: &str = "X-Wharf-Delivery";
+
+/// Sends `message` to `channel`; `delivery_id` identifies the message across retries.
+pub(crate) async fn send_message(
+    channel: &Channel,
+    message: &RunMessage,
+    delivery_id: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    let sending = async {
+        match channel {
+            Channel::Slack { url } => {
+                let body = serde_json::to_vec(&message.slack_payload())
+                    .map_err(|error| error.to_string())?;
+                post_json(&url.0, body, Vec::new(), timeout).await
+            }
+            Channel::Webhook { url, secret } => {
+                let body = serde_json::to_vec(&message.webhook_payload())
+                    .map_err(|error| error.to_string())?;
+                let timestamp = chrono::Utc::now().timestamp();
+                let mut headers = vec![
+                    (EVENT_HEADER, message.event.as_str().to_string()),
+                    (DELIVERY_HEADER, delivery_id.to_string()),
+                    (TIMESTAMP_HEADER, timestamp.to_string()),
+                ];
+                if let Some(secret) = secret {
+                    headers.push((
+                        SIGNATURE_HEADER,
+                        format!("sha256={}", sign(&secret.0, timestamp, &body)),
+                    ));
+                }
+                post_json(&url.0, body, headers, timeout).await
+            }
+            Channel::Smtp(smtp) => send_mail(smtp, message, timeout).await,
+        }
+    };
+    match tokio::time::timeout(timeout + Duration::from_secs(1), sending).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("no answer within {}s", timeout.as_secs())),
+    }
+}
+
+/// Hex HMAC-SHA256 of `TIMESTAMP.BODY` with `secret`.
+pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
+        Ok(mac) => mac,
+        Err(_) => return String::new(),
+    };
+    mac.update(&webhook_signed_text(timestamp, body));
+    hex::encode(mac.finalize().into_bytes())
+}
+
+async fn post_json(
+    url: &str,
+    body: Vec<u8>,
+    headers: Vec<(&str, String)>,
+    timeout: Duration,
+) -> Result<(), String> {
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|error| format!("cannot make an HTTP client: {error}"))?;
+    let mut request = client
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body);
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    // The URL may carry a token (Slack's do): errors name the host only.
+    let response = request
+        .send()
+        .await
+        .map_err(|error| format!("cannot reach the webhook: {}", error.without_url()))?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let text = response.text().await.unwrap_or_default();
+    let text: String = text.trim().chars().take(200).collect();
+    Err(if text.is_empty() {
+        format!("the webhook answered HTTP {status}")
+    } else {
+        format!("the webhook answered HTTP {status}: {text}")
+    })
+}
+
+async fn send_mail(
+    smtp: &SmtpChannel,
+    message: &RunMessage,
+    timeout: Duration,
+) -> Result<(), String> {
+    let from = smtp
+        .from
+        .parse()
+        .map_err(|error| format!("from = \"{}\" is not an address: {error}", smtp.from))?;
+    let mut builder = Message::builder()
+        .from(from)
+        .subject(message.email_subject())
+        .header(ContentType::TEXT_PLAIN);
+    for to in &smtp.to {
+        let address = to
+            .parse()
+            .map_err(|error| format!("to = \"{to}\" is not an address: {error}"))?;
+        builder = builder.to(address);
+    }
+    let email = builder
+        .body(message.text())
+        .map_err(|error| format!("cannot build the e-mail: {error}"))?;
+    let transport = match smtp.security {
+        SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host),
+        SmtpSecurity::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host),
+        SmtpSecurity::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
+            smtp.host.clone(),
+        )),
+    }
+    .map_err(|error| format!("cannot set up TLS for {}: {error}", smtp.host))?;
+    let mut transport = transport.port(smtp.port).timeout(Some(timeout));
+    if let (Some(username), Some(password)) = (&smtp.username, &smtp.password) {
+        transport = transport.credentials(Credentials::new(username.clone(), password.0.clone()));
+    }
+    transport
+        .build()
+        .send(email)
+        .await
+        .map(|_| ())
+        .map_err(|error| {
+            format!(
+                "the SMTP server {}:{} refused or failed: {error}",
+                smtp.host, smtp.port
+            )
+        })
+}

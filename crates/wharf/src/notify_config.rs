@@ -1,0 +1,243 @@
+//! `[notify]` in the server configuration: delivery settings and the channels, turned
+//! into the control plane's `NotifyConfig` with credentials read from the environment.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use wharf_control::notify::{Channel, ChannelSecret, NotifyConfig, SmtpChannel, SmtpSecurity};
+use wharf_model::duration::parse_duration;
+
+use crate::server::HiddenSecret;
+
+/// `[notify]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifySettings {
+    /// The server's address as people reach it, for links in messages; default: from `listen`.
+    pub public_url: String,
+    /// Tries per message before it is recorded as failed.
+    pub max_attempts: u32,
+    /// Wait after the first failed try; doubles for each further one.
+    pub retry_backoff: String,
+    /// Longest time one try may take.
+    pub timeout: String,
+    /// `[notify.channels.NAME]`.
+    pub channels: BTreeMap<String, ChannelSettings>,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        NotifySettings {
+            public_url: String::new(),
+            max_attempts: 5,
+            retry_backoff: "10s".into(),
+            timeout: "30s".into(),
+            channels: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[notify.channels.NAME]`: the keys of every kind; each kind checks the ones it uses.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChannelSettings {
+    /// "slack", "webhook" or "smtp".
+    pub kind: String,
+    /// slack, webhook: the URL (or `url_env`, which keeps a token out of the file).
+    pub url: HiddenSecret,
+    pub url_env: String,
+    /// webhook: the variable holding the HMAC-SHA256 key.
+    pub secret_env: String,
+    /// smtp
+    pub host: String,
+    pub port: Option<u16>,
+    /// "starttls" (default), "tls" or "none".
+    pub security: String,
+    pub username: String,
+    /// The variable holding the SMTP password.
+    pub password_env: String,
+    pub from: String,
+    pub to: Vec<String>,
+}
+
+fn env_value(field: &str, variable: &str) -> anyhow::Result<ChannelSecret> {
+    match std::env::var(variable) {
+        Ok(value) if !value.trim().is_empty() => Ok(ChannelSecret(value.trim().to_owned())),
+        _ => anyhow::bail!(
+            "invalid server configuration: {field} = \"{variable}\", but the environment variable {variable} is not set (or empty); set it in the server's environment"
+        ),
+    }
+}
+
+fn url_of(path: &str, settings: &ChannelSettings) -> anyhow::Result<ChannelSecret> {
+    let url = match (settings.url.0.trim(), settings.url_env.trim()) {
+        ("", "") => anyhow::bail!(
+            "invalid server configuration: {path} needs url = \"https://...\" or url_env = \"VARIABLE\" (the variable holding the URL)"
+        ),
+        (url, "") => ChannelSecret(url.to_owned()),
+        ("", variable) => env_value(&format!("{path}.url_env"), variable)?,
+        _ => anyhow::bail!(
+            "invalid server configuration: {path} has both url and url_env; keep one"
+        ),
+    };
+    match reqwest::Url::parse(&url.0) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok(url),
+        // The URL may hold a token: never repeat it.
+        _ => anyhow::bail!(
+            "invalid server configuration: the URL of {path} is not an http:// or https:// URL"
+        ),
+    }
+}
+
+fn channel(name: &str, settings: &ChannelSettings) -> anyhow::Result<Channel> {
+    let path = format!("notify.channels.{name}");
+    let unused = |keys: &[(&str, bool)]| -> anyhow::Result<()> {
+        for (key, set) in keys {
+            anyhow::ensure!(
+                !set,
+                "invalid server configuration: {path}.{key} does not apply to kind = \"{}\"; remove it",
+                settings.kind
+            );
+        }
+        Ok(())
+    };
+    let smtp_keys_set = [
+        ("host", !settings.host.is_empty()),
+        ("port", settings.port.is_some()),
+        ("security", !settings.security.is_empty()),
+        ("username", !settings.username.is_empty()),
+        ("password_env", !settings.password_env.is_empty()),
+        ("from", !settings.from.is_empty()),
+        ("to", !settings.to.is_empty()),
+    ];
+    match settings.kind.trim() {
+        "slack" => {
+            unused(&smtp_keys_set)?;
+            unused(&[("secret_env", !settings.secret_env.is_empty())])?;
+            Ok(Channel::Slack {
+                url: url_of(&path, settings)?,
+            })
+        }
+        "webhook" => {
+            unused(&smtp_keys_set)?;
+            let secret = match settings.secret_env.trim() {
+                "" => None,
+                variable => Some(env_value(&format!("{path}.secret_env"), variable)?),
+            };
+            Ok(Channel::Webhook {
+                url: url_of(&path, settings)?,
+                secret,
+            })
+        }
+        "smtp" => smtp_channel(&path, settings),
+        "" => anyhow::bail!(
+            "invalid server configuration: {path} needs kind = \"slack\", \"webhook\" or \"smtp\""
+        ),
+        other => anyhow::bail!(
+            "invalid server configuration: {path}.kind = \"{other}\"; write \"slack\", \"webhook\" or \"smtp\""
+        ),
+    }
+}
+
+fn smtp_channel(path: &str, settings: &ChannelSettings) -> anyhow::Result<Channel> {
+    anyhow::ensure!(
+        settings.url.0.is_empty() && settings.url_env.is_empty() && settings.secret_env.is_empty(),
+        "invalid server configuration: {path} is an smtp channel; url, url_env and secret_env do not apply, remove them"
+    );
+    let security = match settings.security.trim() {
+        "" | "starttls" => SmtpSecurity::StartTls,
+        "tls" => SmtpSecurity::Tls,
+        "none" => SmtpSecurity::None,
+        other => anyhow::bail!(
+            "invalid server configuration: {path}.security = \"{other}\"; write \"starttls\", \"tls\" or \"none\""
+        ),
+    };
+    anyhow::ensure!(
+        !settings.host.trim().is_empty(),
+        "invalid server configuration: {path} needs host = \"smtp.example.com\""
+    );
+    anyhow::ensure!(
+        !settings.from.trim().is_empty(),
+        "invalid server configuration: {path} needs from = \"wharf@example.com\""
+    );
+    anyhow::ensure!(
+        !settings.to.is_empty(),
+        "invalid server configuration: {path} needs to = [\"team@example.com\"]"
+    );
+    for address in std::iter::once(&settings.from).chain(&settings.to) {
+        anyhow::ensure!(
+            wharf_control::notify::is_mailbox(address),
+            "invalid server configuration: {path}: \"{address}\" is not an e-mail address"
+        );
+    }
+    let (username, password) = match (settings.username.trim(), settings.password_env.trim()) {
+        ("", "") => (None, None),
+        (username, variable) if !username.is_empty() && !variable.is_empty() => (
+            Some(username.to_owned()),
+            Some(env_value(&format!("{path}.password_env"), variable)?),
+        ),
+        _ => anyhow::bail!(
+            "invalid server configuration: {path} needs both username and password_env to log in, or neither"
+        ),
+    };
+    Ok(Channel::Smtp(SmtpChannel {
+        host: settings.host.trim().to_owned(),
+        port: settings.port.unwrap_or(match security {
+            SmtpSecurity::StartTls => 587,
+            SmtpSecurity::Tls => 465,
+            SmtpSecurity::None => 25,
+        }),
+        security,
+        username,
+        password,
+        from: settings.from.trim().to_owned(),
+        to: settings.to.iter().map(|to| to.trim().to_owned()).collect(),
+    }))
+}
+
+/// Checks `[notify]` and reads the channels' credentials. `default_link_base`: the API's
+/// own address, used when `public_url` is not set.
+pub fn notify_config(
+    settings: &NotifySettings,
+    default_link_base: &str,
+) -> anyhow::Result<NotifyConfig> {
+    let mut config = NotifyConfig {
+        link_base: match settings.public_url.trim() {
+            "" => default_link_base.to_owned(),
+            url => {
+                anyhow::ensure!(
+                    url.starts_with("http://") || url.starts_with("https://"),
+                    "invalid server configuration: notify.public_url = \"{url}\"; write the address people open, e.g. \"https://wharf.example.com\""
+                );
+                url.trim_end_matches('/').to_owned()
+            }
+        },
+        max_attempts: settings.max_attempts,
+        ..NotifyConfig::default()
+    };
+    anyhow::ensure!(
+        (1..=100).contains(&settings.max_attempts),
+        "invalid server configuration: notify.max_attempts = {}; use 1 to 100",
+        settings.max_attempts
+    );
+    config.retry_backoff = parse_duration(&settings.retry_backoff).map_err(|error| {
+        anyhow::anyhow!("invalid server configuration: notify.retry_backoff: {error}")
+    })?;
+    config.attempt_timeout = parse_duration(&settings.timeout).map_err(|error| {
+        anyhow::anyhow!("invalid server configuration: notify.timeout: {error}")
+    })?;
+    anyhow::ensure!(
+        !config.attempt_timeout.is_zero(),
+        "invalid server configuration: notify.timeout must be more than 0s"
+    );
+    for (name, channel_settings) in &settings.channels {
+        anyhow::ensure!(
+            wharf_model::manifest::is_channel_name(name),
+            "invalid server configuration: notify.channels.\"{name}\": use letters, digits, '-', '_' and '.' in channel names"
+        );
+        config
+            .channels
+            .insert(name.clone(), channel(name, channel_settings)?);
+    }
+    Ok(config)
+}

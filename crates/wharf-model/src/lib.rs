@@ -11,5 +11,6 @@ pub mod manifest;
 pub mod name;
 pub mod pattern;
 pub mod run;
+pub mod firing;
 pub mod schedule;
 mod suggest;

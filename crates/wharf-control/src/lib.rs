@@ -20,6 +20,8 @@ mod io;
 mod reconcile;
 mod retention;
 mod runs;
+mod scheduler;
+mod schedules;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +36,8 @@ pub use crate::config::{ControlConfig, SandboxPolicy};
 pub use crate::deploy::{DeployOutcome, UploadStream};
 pub use crate::error::{ControlError, ControlResult};
 pub use crate::runs::{RunRequest, Trigger};
+pub use crate::scheduler::{schedule_idempotency_key, scheduled_slot};
+pub use crate::schedules::{FireTime, ScheduleView, NEXT_FIRES_SHOWN};
 pub use wharf_runtime::Sandbox as RuntimeSandbox;
 pub use wharf_store::{App, AppVersion, Run, User};
 
@@ -52,6 +56,8 @@ struct Inner {
     sandbox: wharf_runtime::Sandbox,
     /// Wakes the executor: a run was queued or finished.
     executor_wakeup: Notify,
+    /// Wakes the scheduler to reload: schedules changed (deploy, rollback, pause, ...).
+    scheduler_wakeup: Notify,
     /// One deploy at a time per app, so version numbers and folders agree.
     deploy_locks: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Cache of parsed manifests by (app id, version).
@@ -83,6 +89,7 @@ impl Control {
                 runtime,
                 sandbox,
                 executor_wakeup: Notify::new(),
+                scheduler_wakeup: Notify::new(),
                 deploy_locks: Default::default(),
                 manifests: Default::default(),
             }),
@@ -107,7 +114,7 @@ impl Control {
     }
 
     /// Reconciles runs left by a previous server process, then starts the background
-    /// loops (executor, retention). Returns when reconciliation is done.
+    /// loops (executor, retention, dispatcher, scheduler). Returns when reconciliation is done.
     pub async fn start(&self) -> ControlResult<()> {
         self.reconcile_runs().await?;
         // The first run need not wait for a shim process to start.
@@ -118,6 +125,8 @@ impl Control {
         tokio::spawn(async move { retention.retention_loop().await });
         let dispatcher = self.clone();
         tokio::spawn(async move { dispatcher.dispatcher_loop().await });
+        let scheduler = self.clone();
+        tokio::spawn(async move { scheduler.scheduler_loop().await });
         tokio::spawn(self.inner.objects.clone().garbage_loop());
         Ok(())
     }

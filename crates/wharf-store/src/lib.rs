@@ -11,6 +11,7 @@ pub mod events;
 pub mod objects;
 pub mod runs;
 pub mod s3_keys;
+pub mod schedules;
 pub mod users;
 
 use std::path::Path;
@@ -25,6 +26,7 @@ pub use crate::events::{EventRow, NewEvent};
 pub use crate::objects::{Bucket, MultipartUploadRow, ObjectRow, PartRow};
 pub use crate::runs::{NewRun, Run, RunOutcome};
 pub use crate::s3_keys::S3Key;
+pub use crate::schedules::{ScheduleAdvance, ScheduleState};
 pub use crate::users::{ApiToken, User};
 
 /// Errors of the store. Callers map them to user-facing errors; none carries SQL text

@@ -4,7 +4,8 @@
 //! Layer order (outermost first): tracing of every request, then the body limit, then
 //! routing, then (inside `/api/v1`) the JSON error mapper, so even axum's own rejections
 //! and the body limit answer in the API's error shape; authentication is an extractor on each handler, so a handler without a
-//! `Caller` argument is public by construction (only the health endpoints are).
+//! `Caller` argument is public by construction (only the health endpoints are, and `/trigger/{app}`, which checks the app's own trigger
+//! secret).
 
 mod apps;
 pub mod auth;
@@ -17,6 +18,7 @@ mod hooks;
 mod logs;
 mod runs;
 mod s3keys;
+mod schedules;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -47,6 +49,9 @@ pub struct ApiState {
         s3keys::create_key, s3keys::list_keys, s3keys::revoke_key,
         buckets::list_buckets, buckets::create_bucket, buckets::update_bucket,
         buckets::delete_bucket, events::list_events, hooks::s3_hook,
+        schedules::list_schedules, schedules::pause_all, schedules::resume_all,
+        schedules::pause_one, schedules::resume_one, schedules::create_trigger_url,
+        schedules::trigger_run,
     ),
     components(schemas(
         dto::ErrorBody, dto::ErrorDetail, dto::WhoAmI, dto::AppInfo, dto::VersionInfo,
@@ -54,7 +59,8 @@ pub struct ApiState {
         dto::LogLine, dto::LogPage, dto::OutputFile, dto::OutputList, dto::Readiness,
         dto::S3KeyCreateRequest, dto::S3KeyCreated, dto::S3KeyInfo,
         dto::BucketInfo, dto::BucketCreateRequest, dto::BucketUpdateRequest, dto::EventItem,
-        dto::HookResult,
+        dto::HookResult, dto::ScheduleInfo, dto::FireTimeInfo, dto::TriggerUrlRequest,
+        dto::TriggerUrlCreated, dto::TriggerRunRequest,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -115,6 +121,14 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/events", get(events::list_events))
         .route("/hooks/s3", post(hooks::s3_hook))
+        .route("/schedules", get(schedules::list_schedules))
+        .route("/apps/{app}/schedules/pause", post(schedules::pause_all))
+        .route("/apps/{app}/schedules/resume", post(schedules::resume_all))
+        .route("/apps/{app}/schedules/{trigger}/pause", post(schedules::pause_one))
+        .route("/apps/{app}/schedules/{trigger}/resume", post(schedules::resume_one))
+        .route("/apps/{app}/trigger-url", post(schedules::create_trigger_url))
+        // Authenticated by the app's trigger secret, not by an API token.
+        .route("/trigger/{app}", post(schedules::trigger_run))
         .fallback(api_not_found)
         .layer(axum::middleware::map_response(error::json_errors));
     Router::new()

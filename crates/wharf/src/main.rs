@@ -11,6 +11,7 @@ mod s3client;
 mod s3cmd;
 mod s3ls;
 mod s3xml;
+mod schedules;
 mod server;
 
 use std::process::ExitCode;

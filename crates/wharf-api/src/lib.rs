@@ -124,9 +124,18 @@ pub fn router(state: ApiState) -> Router {
         .route("/schedules", get(schedules::list_schedules))
         .route("/apps/{app}/schedules/pause", post(schedules::pause_all))
         .route("/apps/{app}/schedules/resume", post(schedules::resume_all))
-        .route("/apps/{app}/schedules/{trigger}/pause", post(schedules::pause_one))
-        .route("/apps/{app}/schedules/{trigger}/resume", post(schedules::resume_one))
-        .route("/apps/{app}/trigger-url", post(schedules::create_trigger_url))
+        .route(
+            "/apps/{app}/schedules/{trigger}/pause",
+            post(schedules::pause_one),
+        )
+        .route(
+            "/apps/{app}/schedules/{trigger}/resume",
+            post(schedules::resume_one),
+        )
+        .route(
+            "/apps/{app}/trigger-url",
+            post(schedules::create_trigger_url),
+        )
         // Authenticated by the app's trigger secret, not by an API token.
         .route("/trigger/{app}", post(schedules::trigger_run))
         .fallback(api_not_found)
@@ -136,7 +145,17 @@ pub fn router(state: ApiState) -> Router {
         .route("/readyz", get(health::readyz))
         .nest("/api/v1", api)
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                // The path only: a trigger URL's query string carries its secret.
+                .make_span_with(|request: &axum::http::Request<axum::body::Body>| {
+                    tracing::debug_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                    )
+                }),
+        )
         .with_state(state)
 }
 

@@ -194,8 +194,14 @@ pub async fn create_trigger_url(
         .control
         .create_trigger_secret(&app, rotate, &caller.user)
         .await?;
-    let path = format!("/api/v1/trigger/{}?token={token}", encode_path_segment(&app));
-    Ok((StatusCode::CREATED, Json(TriggerUrlCreated { app, path, token })))
+    let path = format!(
+        "/api/v1/trigger/{}?token={token}",
+        encode_path_segment(&app)
+    );
+    Ok((
+        StatusCode::CREATED,
+        Json(TriggerUrlCreated { app, path, token }),
+    ))
 }
 
 /// App names are lowercase letters, digits and '-', but encode anything else anyway.

@@ -293,7 +293,7 @@ impl Control {
         if inserted > 0 {
             tracing::info!(
                 runs = inserted,
-                lateness_ms = queued_at - runs.first().map_or(queued_at, |run| slot_millis(run)),
+                lateness_ms = queued_at - runs.first().map_or(queued_at, slot_millis),
                 "Queued scheduled runs."
             );
             self.wake_executor();
@@ -303,5 +303,6 @@ impl Control {
 }
 
 fn slot_millis(run: &NewRun) -> i64 {
-    scheduled_slot(run.idempotency_key.as_deref()).map_or(run.queued_at, |slot| slot.timestamp_millis())
+    scheduled_slot(run.idempotency_key.as_deref())
+        .map_or(run.queued_at, |slot| slot.timestamp_millis())
 }

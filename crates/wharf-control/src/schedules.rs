@@ -129,10 +129,15 @@ impl Control {
         let chosen: Vec<&(i64, CompiledSchedule)> = match trigger_index {
             None => triggers.iter().collect(),
             Some(wanted) => {
-                let found: Vec<_> = triggers.iter().filter(|(index, _)| *index == wanted).collect();
+                let found: Vec<_> = triggers
+                    .iter()
+                    .filter(|(index, _)| *index == wanted)
+                    .collect();
                 if found.is_empty() {
-                    let known: Vec<String> =
-                        triggers.iter().map(|(index, _)| index.to_string()).collect();
+                    let known: Vec<String> = triggers
+                        .iter()
+                        .map(|(index, _)| index.to_string())
+                        .collect();
                     return Err(ControlError::NotFound(format!(
                         "app \"{app_name}\" has no schedule trigger {wanted}; its schedule triggers are {} (see `wharf schedules`)",
                         known.join(", ")
@@ -146,7 +151,13 @@ impl Control {
             self.store()
                 .set_schedule_paused(&app.id, *index, &schedule.spec(), paused, by, now)
                 .await?;
-            tracing::info!(app = app_name, trigger = index, paused, by, "Schedule paused or resumed.");
+            tracing::info!(
+                app = app_name,
+                trigger = index,
+                paused,
+                by,
+                "Schedule paused or resumed."
+            );
         }
         self.wake_scheduler();
         self.list_schedules(Some(app_name)).await
@@ -164,7 +175,13 @@ impl Control {
         let secret = new_trigger_secret();
         let stored = self
             .store()
-            .set_trigger_secret(&app.id, &hash_token(&secret), by, rotate, wharf_store::now_millis())
+            .set_trigger_secret(
+                &app.id,
+                &hash_token(&secret),
+                by,
+                rotate,
+                wharf_store::now_millis(),
+            )
             .await?;
         if !stored {
             return Err(ControlError::Conflict(format!(

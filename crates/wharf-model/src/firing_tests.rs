@@ -40,7 +40,10 @@ fn spring_forward_in_new_york() {
     // 2025-03-09: 02:00 EST becomes 03:00 EDT.
     let job = schedule("30 2 * * *", "America/New_York");
     let fires = job.next_fires(utc(2025, 3, 8, 12, 0, 0), 2);
-    assert_eq!(fires, [utc(2025, 3, 9, 7, 0, 0), utc(2025, 3, 10, 6, 30, 0)]);
+    assert_eq!(
+        fires,
+        [utc(2025, 3, 9, 7, 0, 0), utc(2025, 3, 10, 6, 30, 0)]
+    );
 }
 
 #[test]
@@ -118,7 +121,10 @@ fn h_tokens_spread_apps_and_stay_stable() {
         let minute: u32 = fires[0].format("%M").to_string().parse().unwrap();
         starts.insert(minute % 15);
     }
-    assert!(starts.len() >= 8, "H/15 spread 50 apps over only {starts:?}");
+    assert!(
+        starts.len() >= 8,
+        "H/15 spread 50 apps over only {starts:?}"
+    );
 }
 
 #[test]
@@ -135,7 +141,10 @@ fn h_in_the_seconds_field_and_in_a_time_zone() {
 fn fire_times_are_whole_seconds_after_a_fractional_start() {
     let job = schedule("* * * * * *", "UTC");
     let after = Utc.timestamp_millis_opt(1_750_000_000_250).unwrap();
-    assert_eq!(job.next_after(after).unwrap().timestamp_millis(), 1_750_000_001_000);
+    assert_eq!(
+        job.next_after(after).unwrap().timestamp_millis(),
+        1_750_000_001_000
+    );
 }
 
 fn minutely(catch_up: &str) -> CompiledSchedule {

@@ -7,10 +7,10 @@
 
 pub mod archive;
 pub mod duration;
+pub mod firing;
 pub mod manifest;
 pub mod name;
 pub mod pattern;
 pub mod run;
-pub mod firing;
 pub mod schedule;
 mod suggest;

@@ -176,13 +176,11 @@ impl Store {
 
     /// The stored hash of an app's trigger URL secret.
     pub async fn trigger_secret_hash(&self, app_id: &str) -> StoreResult<Option<String>> {
-        Ok(
-            sqlx::query_scalar::<_, String>(
-                "SELECT secret_hash FROM trigger_secrets WHERE app_id = $1",
-            )
-            .bind(app_id)
-            .fetch_optional(&self.pool)
-            .await?,
+        Ok(sqlx::query_scalar::<_, String>(
+            "SELECT secret_hash FROM trigger_secrets WHERE app_id = $1",
         )
+        .bind(app_id)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 }

@@ -5,9 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{
-    buckets, client, commands, deploy, events, follow, s3cmd, s3ls, schedules, server,
-};
+use crate::{buckets, client, commands, deploy, events, follow, s3cmd, s3ls, schedules, server};
 
 #[derive(Debug, Parser)]
 #[command(

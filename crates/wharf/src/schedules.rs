@@ -91,9 +91,7 @@ pub async fn schedules(args: SchedulesArgs) -> anyhow::Result<()> {
             return Ok(());
         }
         Some(SchedulesCommand::Pause(target)) => (target.app, target.trigger, true, target.json),
-        Some(SchedulesCommand::Resume(target)) => {
-            (target.app, target.trigger, false, target.json)
-        }
+        Some(SchedulesCommand::Resume(target)) => (target.app, target.trigger, false, target.json),
     };
     let action = if paused { "pause" } else { "resume" };
     let path = match trigger {

@@ -52,10 +52,14 @@ fn wait_for_slots(server: &Server, app: &str, count: usize) -> Vec<DateTime<Utc>
 }
 
 fn wait_for_slot_after(server: &Server, app: &str, after: DateTime<Utc>) -> Vec<DateTime<Utc>> {
-    wait_for(&format!("a scheduled run of {app} after {after}"), LONG, || {
-        let slots = scheduled_slots(server, app);
-        slots.iter().any(|slot| *slot > after).then_some(slots)
-    })
+    wait_for(
+        &format!("a scheduled run of {app} after {after}"),
+        LONG,
+        || {
+            let slots = scheduled_slots(server, app);
+            slots.iter().any(|slot| *slot > after).then_some(slots)
+        },
+    )
 }
 
 /// Downtime is what these tests are about: wait until the clock has passed `until`.
@@ -108,7 +112,11 @@ fn downtime(server: &mut Server, app: &str) -> (Vec<DateTime<Utc>>, DateTime<Utc
     (slots, killed_at, restarting_at)
 }
 
-fn missed(slots: &[DateTime<Utc>], killed_at: DateTime<Utc>, restarting_at: DateTime<Utc>) -> usize {
+fn missed(
+    slots: &[DateTime<Utc>],
+    killed_at: DateTime<Utc>,
+    restarting_at: DateTime<Utc>,
+) -> usize {
     slots
         .iter()
         .filter(|slot| **slot > killed_at && **slot < restarting_at)
@@ -122,8 +130,16 @@ fn after_a_kill_catch_up_latest_runs_one_missed_slot_and_no_slot_twice() {
     let (slots, killed_at, restarting_at) = downtime(&mut server, "latest");
     // Three or more slots passed while the server was down; at most the newest ran.
     assert!(missed(&slots, killed_at, restarting_at) <= 1, "{slots:?}");
-    let before: Vec<_> = slots.iter().filter(|slot| **slot <= killed_at).copied().collect();
-    let after: Vec<_> = slots.iter().filter(|slot| **slot >= restarting_at).copied().collect();
+    let before: Vec<_> = slots
+        .iter()
+        .filter(|slot| **slot <= killed_at)
+        .copied()
+        .collect();
+    let after: Vec<_> = slots
+        .iter()
+        .filter(|slot| **slot >= restarting_at)
+        .copied()
+        .collect();
     assert_consecutive(&before);
     assert_consecutive(&after);
     // Kill it again right as slots come due: still every slot once (scheduled_slots
@@ -177,7 +193,10 @@ fn pausing_stops_a_schedule_and_resuming_continues_without_the_paused_slots() {
         assert_eq!(time(&fire["utc"]), time(&fire["local"]));
     }
     let table = server.cli_ok(&["schedules"]);
-    assert!(table.contains("Europe/Vienna") && table.contains("09:00:00 CE"), "{table}");
+    assert!(
+        table.contains("Europe/Vienna") && table.contains("09:00:00 CE"),
+        "{table}"
+    );
 
     server.cli_ok(&["schedules", "pause", "pausable", "--trigger", "0"]);
     let paused_at = Utc::now();
@@ -207,7 +226,10 @@ fn pausing_stops_a_schedule_and_resuming_continues_without_the_paused_slots() {
     let bad = server.cli(&["schedules", "pause", "pausable", "--trigger", "7"]);
     assert!(!bad.status.success());
     let message = String::from_utf8_lossy(&bad.stderr);
-    assert!(message.contains("no schedule trigger 7") && message.contains("0, 1"), "{message}");
+    assert!(
+        message.contains("no schedule trigger 7") && message.contains("0, 1"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -215,7 +237,13 @@ fn a_trigger_url_starts_runs_with_params_and_refuses_wrong_secrets() {
     let server = Server::start();
     server.deploy(shell_job("hooked", "echo \"params=$WHARF_PARAMS\"", "").path());
     let url = server.cli_ok(&["trigger-url", "hooked"]).trim().to_owned();
-    assert!(url.starts_with(&format!("{}/api/v1/trigger/hooked?token=wtr_", server.url())), "{url}");
+    assert!(
+        url.starts_with(&format!(
+            "{}/api/v1/trigger/hooked?token=wtr_",
+            server.url()
+        )),
+        "{url}"
+    );
     let http = server.http();
 
     let no_token = http
@@ -227,16 +255,26 @@ fn a_trigger_url_starts_runs_with_params_and_refuses_wrong_secrets() {
     assert_eq!(body["error"]["code"], "unauthorized");
 
     let wrong = http
-        .post(format!("{}/api/v1/trigger/hooked?token=wtr_wrong", server.url()))
+        .post(format!(
+            "{}/api/v1/trigger/hooked?token=wtr_wrong",
+            server.url()
+        ))
         .send()
         .expect("POST");
     assert_eq!(wrong.status().as_u16(), 403);
     let body: Value = wrong.json().expect("JSON error");
     assert_eq!(body["error"]["code"], "forbidden");
-    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("--rotate"));
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("--rotate"));
     // An API token is not a trigger token.
     let api_token = http
-        .post(format!("{}/api/v1/trigger/hooked?token={}", server.url(), server.token))
+        .post(format!(
+            "{}/api/v1/trigger/hooked?token={}",
+            server.url(),
+            server.token
+        ))
         .send()
         .expect("POST");
     assert_eq!(api_token.status().as_u16(), 403);
@@ -252,7 +290,10 @@ fn a_trigger_url_starts_runs_with_params_and_refuses_wrong_secrets() {
     let run = server.wait_finished(run["id"].as_str().expect("id"), LONG);
     assert_eq!(run["state"], "succeeded");
     let log = server.log_text(run["id"].as_str().expect("id"));
-    assert!(log.contains(r#"params={"day":"2026-01-31","region":"eu"}"#), "{log}");
+    assert!(
+        log.contains(r#"params={"day":"2026-01-31","region":"eu"}"#),
+        "{log}"
+    );
 
     // The secret in a header instead of the URL.
     let token = url.split("token=").nth(1).expect("token");
@@ -267,7 +308,10 @@ fn a_trigger_url_starts_runs_with_params_and_refuses_wrong_secrets() {
     let again = server.cli(&["trigger-url", "hooked"]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("--rotate"));
-    let rotated = server.cli_ok(&["trigger-url", "hooked", "--rotate"]).trim().to_owned();
+    let rotated = server
+        .cli_ok(&["trigger-url", "hooked", "--rotate"])
+        .trim()
+        .to_owned();
     assert_ne!(rotated, url);
     let old = http.post(&url).send().expect("POST");
     assert_eq!(old.status().as_u16(), 403);

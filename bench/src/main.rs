@@ -23,6 +23,7 @@ mod pattern;
 mod pattern_rules;
 mod report;
 mod s3;
+mod schedules;
 mod server;
 mod throughput;
 mod upload_run;
@@ -35,7 +36,7 @@ use anyhow::{bail, Context};
 use crate::report::{MachineInfo, Section};
 
 const USAGE: &str = "\
-usage: wharf-bench [all|dispatch|throughput|rss|startup|upload-run|put-get|list|pattern]... [--no-write]
+usage: wharf-bench [all|dispatch|throughput|rss|startup|upload-run|put-get|list|pattern|schedules]... [--no-write]
 
   all          every measurement (the default); rewrites docs/benchmarks.md
   dispatch     run dispatch overhead against the bubblewrap and plain-spawn floors
@@ -46,6 +47,7 @@ usage: wharf-bench [all|dispatch|throughput|rss|startup|upload-run|put-get|list|
   put-get      PUT and GET of a 256 MiB object against cp
   list         ListObjectsV2 pages over a bucket of 100,000 objects
   pattern      events per second against 100 event patterns (in process)
+  schedules    schedule lateness with 1,000 schedules; idle CPU with 10,000
   --no-write   print only; do not rewrite docs/benchmarks.md
 
 Build first: cargo build --release -p wharf -p wharf-bench
@@ -84,9 +86,10 @@ enum Measurement {
     PutGet,
     List,
     Pattern,
+    Schedules,
 }
 
-const ALL: [Measurement; 8] = [
+const ALL: [Measurement; 9] = [
     Measurement::Dispatch,
     Measurement::Throughput,
     Measurement::Rss,
@@ -95,6 +98,7 @@ const ALL: [Measurement; 8] = [
     Measurement::PutGet,
     Measurement::List,
     Measurement::Pattern,
+    Measurement::Schedules,
 ];
 
 fn run_measurement(bench: &Bench, measurement: Measurement) -> anyhow::Result<Section> {
@@ -107,6 +111,7 @@ fn run_measurement(bench: &Bench, measurement: Measurement) -> anyhow::Result<Se
         Measurement::PutGet => objects::measure(bench),
         Measurement::List => listing::measure(bench),
         Measurement::Pattern => pattern::measure(bench),
+        Measurement::Schedules => schedules::measure(bench),
     }
 }
 
@@ -168,6 +173,7 @@ fn parse_arguments() -> anyhow::Result<Option<Arguments>> {
             "put-get" => measurements.push(Measurement::PutGet),
             "list" => measurements.push(Measurement::List),
             "pattern" => measurements.push(Measurement::Pattern),
+            "schedules" => measurements.push(Measurement::Schedules),
             other => bail!("unknown argument {other:?}\n\n{USAGE}"),
         }
     }

@@ -339,6 +339,14 @@ impl ApiClient {
             .collect())
     }
 
+    /// GET `/api/v1{path}` as JSON.
+    pub fn get_json(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(
+            self.http.get(format!("{}{path}", self.base)),
+            &format!("GET {path}"),
+        )
+    }
+
     /// The newest `limit` runs of `app`.
     pub fn list_runs(&self, app: &str, limit: usize) -> anyhow::Result<Vec<Value>> {
         let runs = self.send(

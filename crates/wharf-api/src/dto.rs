@@ -5,6 +5,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub use crate::schedules::{
+    FireTimeInfo, ScheduleInfo, TriggerRunRequest, TriggerUrlCreated, TriggerUrlRequest,
+};
+
 /// Every error response: `{"error": {"code": "...", "message": "..."}}`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
@@ -82,7 +86,7 @@ pub struct RunInfo {
     pub version: i64,
     /// queued, starting, running, succeeded, failed, timed_out, cancelled or lost.
     pub state: String,
-    /// manual or retry.
+    /// manual, retry, event, schedule or webhook (the app's trigger URL).
     pub trigger: String,
     pub triggered_by: Option<String>,
     pub params: BTreeMap<String, String>,
@@ -100,6 +104,9 @@ pub struct RunInfo {
     pub event_id: Option<String>,
     /// The git commit the run's files came from (git-backed apps).
     pub source_commit: Option<String>,
+    /// The fire time (slot) a schedule trigger started the run for, RFC 3339 UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_for: Option<String>,
 }
 
 /// `wharf deploy --git`: an app whose files are fetched from a git repository at each

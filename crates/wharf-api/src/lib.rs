@@ -4,7 +4,8 @@
 //! Layer order (outermost first): tracing of every request, then the body limit, then
 //! routing, then (inside `/api/v1`) the JSON error mapper, so even axum's own rejections
 //! and the body limit answer in the API's error shape; authentication is an extractor on each handler, so a handler without a
-//! `Caller` argument is public by construction (only the health endpoints are).
+//! `Caller` argument is public by construction (only the health endpoints are, and `/trigger/{app}`, which checks the app's own trigger
+//! secret).
 
 mod apps;
 pub mod auth;
@@ -19,6 +20,7 @@ mod logs;
 mod notify;
 mod runs;
 mod s3keys;
+mod schedules;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -51,6 +53,9 @@ pub struct ApiState {
         buckets::delete_bucket, events::list_events, hooks::s3_hook,
         git::deploy_git, git::get_git_source,
         notify::list_channels, notify::test_channel, notify::run_notifications,
+        schedules::list_schedules, schedules::pause_all, schedules::resume_all,
+        schedules::pause_one, schedules::resume_one, schedules::create_trigger_url,
+        schedules::trigger_run,
     ),
     components(schemas(
         dto::ErrorBody, dto::ErrorDetail, dto::WhoAmI, dto::AppInfo, dto::VersionInfo,
@@ -59,8 +64,9 @@ pub struct ApiState {
         dto::S3KeyCreateRequest, dto::S3KeyCreated, dto::S3KeyInfo,
         dto::BucketInfo, dto::BucketCreateRequest, dto::BucketUpdateRequest, dto::EventItem,
         dto::HookResult, dto::GitDeployRequest, dto::GitSourceInfo, dto::GitDeployResult,
-        dto::HookResult,
         dto::ChannelInfo, dto::ChannelTestResult, dto::NotificationInfo,
+        dto::ScheduleInfo, dto::FireTimeInfo, dto::TriggerUrlRequest,
+        dto::TriggerUrlCreated, dto::TriggerRunRequest,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -126,6 +132,23 @@ pub fn router(state: ApiState) -> Router {
         .route("/notify/channels", get(notify::list_channels))
         .route("/notify/channels/{name}/test", post(notify::test_channel))
         .route("/runs/{id}/notifications", get(notify::run_notifications))
+        .route("/schedules", get(schedules::list_schedules))
+        .route("/apps/{app}/schedules/pause", post(schedules::pause_all))
+        .route("/apps/{app}/schedules/resume", post(schedules::resume_all))
+        .route(
+            "/apps/{app}/schedules/{trigger}/pause",
+            post(schedules::pause_one),
+        )
+        .route(
+            "/apps/{app}/schedules/{trigger}/resume",
+            post(schedules::resume_one),
+        )
+        .route(
+            "/apps/{app}/trigger-url",
+            post(schedules::create_trigger_url),
+        )
+        // Authenticated by the app's trigger secret, not by an API token.
+        .route("/trigger/{app}", post(schedules::trigger_run))
         .fallback(api_not_found)
         .layer(axum::middleware::map_response(error::json_errors));
     Router::new()
@@ -133,7 +156,17 @@ pub fn router(state: ApiState) -> Router {
         .route("/readyz", get(health::readyz))
         .nest("/api/v1", api)
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                // The path only: a trigger URL's query string carries its secret.
+                .make_span_with(|request: &axum::http::Request<axum::body::Body>| {
+                    tracing::debug_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                    )
+                }),
+        )
         .with_state(state)
 }
 

@@ -35,6 +35,9 @@ pub(crate) fn run_info(run: &Run) -> RunInfo {
         },
         event_id: run.event_id.clone(),
         source_commit: run.source_commit.clone(),
+        scheduled_for: wharf_control::scheduled_slot(run.idempotency_key.as_deref())
+            .filter(|_| run.trigger_kind == "schedule")
+            .map(|slot| slot.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
     }
 }
 

@@ -135,6 +135,7 @@ impl Control {
             }
         };
         debug_assert_eq!(version.number, number);
+        self.wake_scheduler();
         let created_buckets = self.create_named_buckets(&manifest, user).await;
         tracing::info!(
             app = app_name,
@@ -228,7 +229,9 @@ impl Control {
     /// Activates an older (or newer) version.
     pub async fn rollback(&self, app_name: &str, version: i64) -> ControlResult<App> {
         let app = self.store().app(app_name).await?;
-        Ok(self.store().activate_version(&app, version).await?)
+        let app = self.store().activate_version(&app, version).await?;
+        self.wake_scheduler();
+        Ok(app)
     }
 
     /// Deletes an app: cancels its runs, then removes its records and files.
@@ -251,6 +254,7 @@ impl Control {
         self.store().delete_app(&app).await?;
         self.store().delete_git_source(app_name).await?;
         self.remember_git_app(app_name, false);
+        self.wake_scheduler();
         for run in &runs {
             let dir = self.run_dir(&run.id);
             remove_dir_if_exists(&dir).map_err(|e| ControlError::io(&dir, e))?;

@@ -22,6 +22,8 @@ pub mod notify;
 mod reconcile;
 mod retention;
 mod runs;
+mod scheduler;
+mod schedules;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -37,6 +39,8 @@ pub use crate::deploy::{DeployOutcome, UploadStream};
 pub use crate::error::{ControlError, ControlResult};
 pub use crate::git::{FetchedSource, GitCredential, GitDeploy};
 pub use crate::runs::{RunRequest, Trigger};
+pub use crate::scheduler::{schedule_idempotency_key, scheduled_slot};
+pub use crate::schedules::{FireTime, ScheduleView, NEXT_FIRES_SHOWN};
 pub use wharf_runtime::Sandbox as RuntimeSandbox;
 pub use wharf_store::{App, AppVersion, GitSource, Run, User};
 
@@ -57,6 +61,8 @@ struct Inner {
     executor_wakeup: Notify,
     /// Wakes the notifier: a run ended with notifications to send.
     notifier_wakeup: Notify,
+    /// Wakes the scheduler to reload: schedules changed (deploy, rollback, pause, ...).
+    scheduler_wakeup: Notify,
     /// One deploy at a time per app, so version numbers and folders agree.
     deploy_locks: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The names of the git-backed apps (their runs fetch before they start).
@@ -91,6 +97,7 @@ impl Control {
                 sandbox,
                 executor_wakeup: Notify::new(),
                 notifier_wakeup: Notify::new(),
+                scheduler_wakeup: Notify::new(),
                 deploy_locks: Default::default(),
                 manifests: Default::default(),
                 git_apps: Default::default(),
@@ -116,7 +123,7 @@ impl Control {
     }
 
     /// Reconciles runs left by a previous server process, then starts the background
-    /// loops (executor, retention). Returns when reconciliation is done.
+    /// loops (executor, retention, dispatcher, scheduler). Returns when reconciliation is done.
     pub async fn start(&self) -> ControlResult<()> {
         let git_apps = self.store().git_app_names().await?;
         for app in git_apps {
@@ -131,6 +138,8 @@ impl Control {
         tokio::spawn(async move { retention.retention_loop().await });
         let dispatcher = self.clone();
         tokio::spawn(async move { dispatcher.dispatcher_loop().await });
+        let scheduler = self.clone();
+        tokio::spawn(async move { scheduler.scheduler_loop().await });
         tokio::spawn(self.inner.objects.clone().garbage_loop());
         let notifier = self.clone();
         tokio::spawn(async move { notifier.notification_loop().await });

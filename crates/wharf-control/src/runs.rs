@@ -17,6 +17,10 @@ pub enum Trigger {
     Retry,
     /// By an event that matched one of the app's triggers.
     Event,
+    /// By a schedule trigger at one of its fire times.
+    Schedule,
+    /// By the app's trigger URL.
+    Webhook,
 }
 
 impl Trigger {
@@ -25,6 +29,8 @@ impl Trigger {
             Trigger::Manual => "manual",
             Trigger::Retry => "retry",
             Trigger::Event => "event",
+            Trigger::Schedule => "schedule",
+            Trigger::Webhook => "webhook",
         }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod archive;
 pub mod duration;
+pub mod firing;
 pub mod manifest;
 pub mod name;
 pub mod notify;

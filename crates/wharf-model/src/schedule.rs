@@ -35,14 +35,20 @@ const SIX_FIELD_NAMES: [(&str, &str); 6] = [
 ];
 const SIX_FIELD_RANGES: [(u32, u32); 6] = [(0, 59), (0, 59), (0, 23), (1, 28), (1, 12), (0, 6)];
 
-/// FNV-1a: stable across Rust releases, unlike `DefaultHasher`.
+/// FNV-1a, finalised: stable across Rust releases, unlike `DefaultHasher`.
 fn stable_hash(seed: &str, field_index: usize) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in seed.bytes().chain([0xff, field_index as u8]) {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    hash
+    // MurmurHash3's finaliser: FNV's low bits barely depend on the last bytes, so without
+    // it `hash % 15` spread similar app names over few values.
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^ (hash >> 33)
 }
 
 /// Replaces one `H…` token by plain cron syntax; `None` when it is malformed.
@@ -183,15 +189,39 @@ pub fn validate_cron(expression: &str) -> Result<(), String> {
 }
 
 /// The first time strictly after `after` at which `cron` fires, reading the cron fields
-/// as wall-clock time in `timezone`. `None` if it never fires again.
+/// as wall-clock time in `timezone`. `None` if it never fires again. Fire times are whole
+/// seconds.
+///
+/// Daylight saving time: every wall-clock time fires at most once. A time that does not
+/// exist on a spring-forward day (02:30 when clocks jump from 02:00 to 03:00) fires once,
+/// at the first valid instant after the gap (03:00). In the repeated hour of a fall-back
+/// day, times fire during the first pass (summer time) only, so a 02:30 job runs once.
 pub fn next_fire_after(
     cron: &croner::Cron,
     timezone: Tz,
     after: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
-    cron.find_next_occurrence(&after.with_timezone(&timezone), false)
-        .ok()
-        .map(|next| next.with_timezone(&Utc))
+    // Whole seconds: croner adds one second to the start, so a fractional start could
+    // otherwise skip a slot or yield a fractional one.
+    let mut cursor = DateTime::<Utc>::from_timestamp(after.timestamp(), 0)?;
+    // Searching from inside the second pass of a repeated hour, croner may answer a time
+    // of the first pass (before `after`); search on from there until past `after`.
+    for _ in 0..10_000 {
+        let next = cron
+            .find_next_occurrence(&cursor.with_timezone(&timezone), false)
+            .ok()?
+            .with_timezone(&Utc);
+        let next = DateTime::<Utc>::from_timestamp(next.timestamp(), 0)?;
+        if next > after {
+            return Some(next);
+        }
+        cursor = if next > cursor {
+            next
+        } else {
+            cursor + chrono::Duration::seconds(1)
+        };
+    }
+    None
 }
 
 /// Parses an IANA time zone name such as "Europe/Vienna"; the error suggests the closest

@@ -13,6 +13,7 @@ pub mod notifications;
 pub mod objects;
 pub mod runs;
 pub mod s3_keys;
+pub mod schedules;
 pub mod users;
 
 use std::path::Path;
@@ -29,6 +30,7 @@ pub use crate::notifications::{DeliveryAttempt, NewNotification, Notification, N
 pub use crate::objects::{Bucket, MultipartUploadRow, ObjectRow, PartRow};
 pub use crate::runs::{NewRun, Run, RunOutcome};
 pub use crate::s3_keys::S3Key;
+pub use crate::schedules::{ScheduleAdvance, ScheduleState};
 pub use crate::users::{ApiToken, User};
 
 /// Errors of the store. Callers map them to user-facing errors; none carries SQL text

@@ -374,7 +374,10 @@ impl Store {
     }
 }
 
-async fn insert_run_in(tx: &mut sqlx::Transaction<'_, Sqlite>, new: &NewRun) -> StoreResult<bool> {
+pub(crate) async fn insert_run_in(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    new: &NewRun,
+) -> StoreResult<bool> {
     let done = sqlx::query(
         "INSERT INTO runs (id, app_id, app_name, version, state, trigger_kind, triggered_by,
              params, attempt, retry_of, idempotency_key, queued_at, not_before, event_id)

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{buckets, client, commands, deploy, events, follow, notify, s3cmd, s3ls, server};
+use crate::{
+    buckets, client, commands, deploy, events, follow, notify, s3cmd, s3ls, schedules, server,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -74,8 +76,52 @@ pub enum Command {
         #[command(subcommand)]
         command: NotifyCommand,
     },
+    /// List schedule triggers with their next fire times; pause or resume them.
+    Schedules(SchedulesArgs),
+    /// Make an app's trigger URL, which starts runs without an API token (shown once).
+    TriggerUrl(TriggerUrlArgs),
     #[command(name = "__shim", hide = true)]
     Shim { run_dir: PathBuf },
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SchedulesArgs {
+    #[command(subcommand)]
+    pub command: Option<SchedulesCommand>,
+    /// Only this app's schedule triggers.
+    #[arg(long)]
+    pub app: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchedulesCommand {
+    /// Stop an app's schedule triggers from starting runs (all, or one with --trigger).
+    Pause(ScheduleTarget),
+    /// Start them again; fire times that passed while paused are not run.
+    Resume(ScheduleTarget),
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleTarget {
+    pub app: String,
+    /// The trigger's position in the app's [[job.trigger]] list, from 0 (see `wharf schedules`).
+    #[arg(long, value_name = "N")]
+    pub trigger: Option<i64>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TriggerUrlArgs {
+    pub app: String,
+    /// Replace the app's trigger URL with a new one; the old one stops working.
+    #[arg(long)]
+    pub rotate: bool,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -331,6 +377,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ls(args) => s3ls::ls(args).await.and(ok),
         Command::Events(args) => events::events(args).await.and(ok),
         Command::Notify { command } => notify::notify(command).await.and(ok),
+        Command::Schedules(args) => schedules::schedules(args).await.and(ok),
+        Command::TriggerUrl(args) => schedules::trigger_url(args).await.and(ok),
         Command::Shim { run_dir } => {
             let code = wharf_runtime::shim_main(&run_dir);
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))

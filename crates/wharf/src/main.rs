@@ -14,6 +14,7 @@ mod s3client;
 mod s3cmd;
 mod s3ls;
 mod s3xml;
+mod schedules;
 mod server;
 mod sse;
 

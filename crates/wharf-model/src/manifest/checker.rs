@@ -134,6 +134,25 @@ pub(crate) struct Checker<'a> {
 }
 
 impl<'a> Checker<'a> {
+    /// Reads each `(index, table, line)` of a list of tables with `read` (given the
+    /// element's path, `PREFIX[INDEX]`), keeping only the elements that raised no error.
+    pub(crate) fn read_each<T>(
+        &mut self,
+        tables: Vec<(usize, &dyn TableLike, Option<usize>)>,
+        prefix: &str,
+        mut read: impl FnMut(&mut Checker<'a>, &dyn TableLike, &str, Option<usize>) -> Option<T>,
+    ) -> Vec<T> {
+        let mut read_items = Vec::new();
+        for (index, table, table_line) in tables {
+            let errors_before = self.errors.len();
+            let item = read(self, table, &format!("{prefix}[{index}]"), table_line);
+            if let Some(item) = item.filter(|_| self.errors.len() == errors_before) {
+                read_items.push(item);
+            }
+        }
+        read_items
+    }
+
     pub(crate) fn new(file: &'a str, text: &'a str) -> Self {
         Checker {
             file,

@@ -106,15 +106,8 @@ fn trigger_tables<'t>(
 }
 
 fn read_triggers(checker: &mut Checker<'_>, item: &Item, line: Option<usize>) -> Vec<Trigger> {
-    let mut triggers = Vec::new();
-    for (index, table, table_line) in trigger_tables(checker, item, line) {
-        let errors_before = checker.errors.len();
-        let trigger = read_trigger(checker, table, &format!("job.trigger[{index}]"), table_line);
-        if let Some(trigger) = trigger.filter(|_| checker.errors.len() == errors_before) {
-            triggers.push(trigger);
-        }
-    }
-    triggers
+    let tables = trigger_tables(checker, item, line);
+    checker.read_each(tables, "job.trigger", read_trigger)
 }
 
 fn read_trigger(

@@ -62,15 +62,7 @@ pub(crate) fn read_notify(
             ),
         ),
     }
-    let mut rules = Vec::new();
-    for (index, table, table_line) in tables {
-        let errors_before = checker.errors.len();
-        let rule = read_rule(checker, table, &format!("notify[{index}]"), table_line);
-        if let Some(rule) = rule.filter(|_| checker.errors.len() == errors_before) {
-            rules.push(rule);
-        }
-    }
-    rules
+    checker.read_each(tables, "notify", read_rule)
 }
 
 fn read_rule(

@@ -13,5 +13,6 @@ pub mod name;
 pub mod notify;
 pub mod pattern;
 pub mod run;
+pub mod scaling;
 pub mod schedule;
 mod suggest;

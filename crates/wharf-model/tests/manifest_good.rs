@@ -151,6 +151,7 @@ fn blueprint_example() {
             idle_timeout: Some(Duration::from_secs(900)),
             max_inflight: 0,
             access: "logged-in".to_string(),
+            ..ServiceSettings::default()
         },
         notify: Vec::new(),
     };
@@ -325,6 +326,7 @@ access = "public"
                 idle_timeout: Some(Duration::from_secs(900)),
                 max_inflight: 4,
                 access: "public".to_string(),
+                ..ServiceSettings::default()
             },
             ..job(&["python3", "-m", "uvicorn", "api:app"])
         },

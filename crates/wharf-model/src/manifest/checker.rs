@@ -31,7 +31,7 @@ pub(crate) const TRIGGER_KEYS: [&str; 5] = [
 ];
 pub(crate) const OBJECT_CREATED_KEYS: [&str; 3] = ["bucket", "prefix", "suffix"];
 pub(crate) const IO_KEYS: [&str; 3] = ["stage_input", "output_bucket", "archive_input"];
-pub(crate) const SERVICE_KEYS: [&str; 9] = [
+pub(crate) const SERVICE_KEYS: [&str; 16] = [
     "health",
     "min_replicas",
     "max_replicas",
@@ -41,6 +41,13 @@ pub(crate) const SERVICE_KEYS: [&str; 9] = [
     "idle_timeout",
     "max_inflight",
     "access",
+    "scale_in_cooldown",
+    "start_timeout",
+    "cold_start_timeout",
+    "queue_timeout",
+    "connect_timeout",
+    "read_timeout",
+    "drain_timeout",
 ];
 pub(crate) const SECRET_KEYS: [&str; 1] = ["secret"];
 pub(crate) const NOTIFY_KEYS: [&str; 2] = ["channel", "on"];

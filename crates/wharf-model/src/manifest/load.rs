@@ -415,6 +415,27 @@ fn read_service(checker: &mut Checker<'_>, table: &dyn TableLike) -> ServiceSett
     if let Some(access) = checker.read_choice(table, path, "access", &ACCESS_VALUES) {
         service.access = access.value;
     }
+    for (key, target) in [
+        ("scale_in_cooldown", &mut service.scale_in_cooldown),
+        ("start_timeout", &mut service.start_timeout),
+        ("cold_start_timeout", &mut service.cold_start_timeout),
+        ("queue_timeout", &mut service.queue_timeout),
+        ("connect_timeout", &mut service.connect_timeout),
+        ("read_timeout", &mut service.read_timeout),
+        ("drain_timeout", &mut service.drain_timeout),
+    ] {
+        if let Some(duration) = checker.read_duration(table, path, key) {
+            if duration.value.is_zero() && key != "scale_in_cooldown" && key != "drain_timeout" {
+                checker.field_error(
+                    duration.line,
+                    &join_path(path, key),
+                    format!("{key} is zero; give a positive duration such as \"30s\""),
+                );
+            } else {
+                *target = duration.value;
+            }
+        }
+    }
     if service.min_replicas > service.max_replicas {
         let (line, field) = pick_line(
             max_line,

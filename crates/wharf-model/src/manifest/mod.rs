@@ -225,6 +225,27 @@ pub struct ServiceSettings {
     pub max_inflight: u32,
     /// "public" or "logged-in".
     pub access: String,
+    /// Scale in only after the load stayed low this long (and no change happened).
+    #[serde(with = "crate::duration::compact_serde")]
+    pub scale_in_cooldown: Duration,
+    /// How long a replica may take to answer its health path before it counts as failed.
+    #[serde(with = "crate::duration::compact_serde")]
+    pub start_timeout: Duration,
+    /// How long a request is held for a replica to start (scale from zero) before 503.
+    #[serde(with = "crate::duration::compact_serde")]
+    pub cold_start_timeout: Duration,
+    /// How long a request waits for a free slot (`max_inflight`) before 429.
+    #[serde(with = "crate::duration::compact_serde")]
+    pub queue_timeout: Duration,
+    /// How long connecting to a replica may take.
+    #[serde(with = "crate::duration::compact_serde")]
+    pub connect_timeout: Duration,
+    /// How long a replica may take to send the response head.
+    #[serde(with = "crate::duration::compact_serde")]
+    pub read_timeout: Duration,
+    /// How long a stopping replica keeps serving its open sessions before it is stopped.
+    #[serde(with = "crate::duration::compact_serde")]
+    pub drain_timeout: Duration,
 }
 
 impl Default for ServiceSettings {
@@ -239,6 +260,13 @@ impl Default for ServiceSettings {
             idle_timeout: None,
             max_inflight: 0,
             access: "logged-in".to_string(),
+            scale_in_cooldown: Duration::from_secs(300),
+            start_timeout: Duration::from_secs(60),
+            cold_start_timeout: Duration::from_secs(60),
+            queue_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(60),
         }
     }
 }

@@ -1,0 +1,668 @@
+//! Forwarding one request to a replica: choice of replica, admission (`max_inflight`, cold
+//! start), headers, bodies streamed both ways, WebSocket upgrades.
+//!
+//! The order of the steps matters:
+//! 1. wait for a replica that can take the request (ready, and a free slot), holding the
+//!    request while one starts — before anything is sent, so a request that is refused
+//!    (503, 429) has had no effect;
+//! 2. rewrite the head (hop-by-hop headers out, `X-Forwarded-*` and `X-Wharf-User` in,
+//!    Wharf's own cookies out, so an app never sees a credential for Wharf);
+//! 3. forward with the app's timeouts; the slot is held until the response body ends.
+
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::TokioIo;
+
+use crate::routes::{AppRoute, InflightGuard, Replica, ReplicaState, RouteSettings};
+
+/// The sticky-session cookie (`REPLICA~SESSION`), scoped to the app's path.
+pub const STICKY_COOKIE: &str = "wharf_sticky";
+/// Cookies the app never sees: they are Wharf's.
+const WHARF_COOKIES: [&str; 2] = [STICKY_COOKIE, "wharf_session"];
+
+/// What the caller (the API layer) knows about the request.
+#[derive(Debug, Clone, Default)]
+pub struct ForwardContext {
+    /// The peer address of the client connection.
+    pub client_addr: Option<SocketAddr>,
+    /// The authenticated user, passed to the app as `X-Wharf-User`.
+    pub user: Option<String>,
+    /// Drop the `Authorization` header: it held a Wharf API token.
+    pub strip_authorization: bool,
+    /// `http` or `https`, as the client reached Wharf.
+    pub scheme: &'static str,
+}
+
+/// Forwards `request` — whose path is the app's path (`/` and below, the `/apps/NAME`
+/// prefix already removed) — to a replica of `route`, and returns the response to send.
+/// `prefix` is the removed prefix (`/apps/NAME`), sent as `X-Forwarded-Prefix`.
+pub async fn forward(
+    route: &Arc<AppRoute>,
+    mut request: Request<Body>,
+    prefix: &str,
+    context: ForwardContext,
+) -> Response<Body> {
+    let started = Instant::now();
+    route.touch();
+    let (settings, client) = route.settings_and_client();
+    let sticky = settings
+        .sticky
+        .then(|| sticky_cookie(request.headers()))
+        .flatten();
+    let admitted = match admit(
+        route,
+        &settings,
+        sticky.as_ref().map(|s| s.replica.as_str()),
+    )
+    .await
+    {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            let response = refusal.response(route);
+            route
+                .metrics
+                .observe_response(response.status().as_u16(), started.elapsed());
+            return response;
+        }
+    };
+    let (replica, mut guard) = admitted;
+    let new_session_cookie = if !settings.sticky {
+        None
+    } else {
+        match &sticky {
+            // A known browser on its replica.
+            Some(cookie) if cookie.replica == replica.id => {
+                replica.saw_session(&cookie.session);
+                None
+            }
+            // A new browser, or one whose replica is gone: keep its session id.
+            other => {
+                let session = other
+                    .as_ref()
+                    .map(|cookie| cookie.session.clone())
+                    .unwrap_or_else(new_session_id);
+                replica.saw_session(&session);
+                Some(format!(
+                    "{STICKY_COOKIE}={}~{session}; Path={prefix}/; HttpOnly; SameSite=Lax",
+                    replica.id
+                ))
+            }
+        }
+    };
+    guard.wake_on_release(route.clone());
+
+    let websocket = is_websocket_upgrade(&request);
+    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
+    let session_id = sticky_session_of(&new_session_cookie, &sticky);
+    let upstream = match upstream_request(request, &replica, prefix, &context, websocket) {
+        Ok(upstream) => upstream,
+        Err(response) => return *response,
+    };
+    let sent = tokio::time::timeout(settings.read_timeout, client.request(upstream)).await;
+    let mut response = match sent {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => {
+            tracing::warn!(app = %route.name, replica = %replica.id, %error, "The replica did not answer.");
+            let response = plain(
+                StatusCode::BAD_GATEWAY,
+                &format!(
+                    "{} could not be reached (replica {}): {}",
+                    route.name,
+                    replica.id,
+                    describe_client_error(&error)
+                ),
+            );
+            route
+                .metrics
+                .observe_response(response.status().as_u16(), started.elapsed());
+            return response;
+        }
+        Err(_) => {
+            let response = plain(
+                StatusCode::GATEWAY_TIMEOUT,
+                &format!(
+                    "{} did not answer within {} (read_timeout)",
+                    route.name,
+                    wharf_duration(settings.read_timeout)
+                ),
+            );
+            route
+                .metrics
+                .observe_response(response.status().as_u16(), started.elapsed());
+            return response;
+        }
+    };
+    route
+        .metrics
+        .observe_response(response.status().as_u16(), started.elapsed());
+
+    let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    clean_response_headers(response.headers_mut(), upgraded, &replica, prefix);
+    if let Some(cookie) = new_session_cookie {
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+    if upgraded {
+        if let Some(client_upgrade) = client_upgrade {
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            let websocket_guard = replica.begin_websocket(session_id);
+            // The request slot is for the handshake; the open WebSocket is counted apart.
+            drop(guard);
+            let app = route.name.clone();
+            tokio::spawn(async move {
+                let _websocket_guard = websocket_guard;
+                match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                    Ok((client_io, upstream_io)) => {
+                        let mut client_io = TokioIo::new(client_io);
+                        let mut upstream_io = TokioIo::new(upstream_io);
+                        let _ =
+                            tokio::io::copy_bidirectional(&mut client_io, &mut upstream_io).await;
+                    }
+                    Err(error) => {
+                        tracing::debug!(%app, %error, "A WebSocket upgrade did not complete.");
+                    }
+                }
+            });
+        }
+        let (parts, _) = response.into_parts();
+        return Response::from_parts(parts, Body::empty());
+    }
+    let (parts, body) = response.into_parts();
+    Response::from_parts(
+        parts,
+        Body::new(GuardedBody {
+            body,
+            _guard: guard,
+        }),
+    )
+}
+
+/// Why a request gets no replica.
+enum Refusal {
+    /// No replica became ready in time.
+    ColdStartTimeout(Duration),
+    /// Every replica stayed at `max_inflight` for the queue timeout.
+    QueueFull(Duration),
+}
+
+impl Refusal {
+    fn response(&self, route: &AppRoute) -> Response<Body> {
+        let (status, message) = match self {
+            Refusal::ColdStartTimeout(waited) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "{} has no ready replica; none became ready within {} (cold_start_timeout). Try again shortly.",
+                    route.name,
+                    wharf_duration(*waited)
+                ),
+            ),
+            Refusal::QueueFull(waited) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "{} is at its limit of requests in flight (max_inflight) and none finished within {} (queue_timeout). Try again shortly.",
+                    route.name,
+                    wharf_duration(*waited)
+                ),
+            ),
+        };
+        let mut response = plain(status, &message);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        response
+    }
+}
+
+/// Waits for a replica that takes the request: the sticky one while it lives, else the
+/// least loaded ready one with a free slot.
+async fn admit(
+    route: &Arc<AppRoute>,
+    settings: &RouteSettings,
+    sticky_replica: Option<&str>,
+) -> Result<(Arc<Replica>, InflightGuard), Refusal> {
+    let started = Instant::now();
+    let mut waiting = None;
+    let mut had_ready = true;
+    loop {
+        // Register for wake-ups before looking, so a change in between is not missed.
+        let changed = route.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+
+        let replicas = route.replicas();
+        let any_ready = replicas
+            .iter()
+            .any(|replica| replica.state() == ReplicaState::Ready);
+        let candidate = choose(&replicas, sticky_replica);
+        if let Some(replica) = candidate {
+            if let Some(guard) = replica.try_begin_request(settings.max_inflight) {
+                if waiting.is_some() {
+                    if had_ready {
+                        route.metrics.observe_queue_wait(started.elapsed());
+                    } else {
+                        route.metrics.observe_cold_start(started.elapsed());
+                    }
+                }
+                return Ok((replica, guard));
+            }
+        }
+        if waiting.is_none() {
+            had_ready = any_ready;
+            waiting = Some(route.start_waiting());
+        }
+        let limit = if had_ready {
+            settings.queue_timeout
+        } else {
+            settings.cold_start_timeout
+        };
+        let Some(left) = limit.checked_sub(started.elapsed()) else {
+            return Err(if had_ready {
+                Refusal::QueueFull(limit)
+            } else {
+                Refusal::ColdStartTimeout(limit)
+            });
+        };
+        if tokio::time::timeout(left, changed).await.is_err() {
+            return Err(if had_ready {
+                Refusal::QueueFull(limit)
+            } else {
+                Refusal::ColdStartTimeout(limit)
+            });
+        }
+    }
+}
+
+/// The replica for a request: its sticky replica if that still serves (ready or
+/// draining), else the ready replica with the least load.
+fn choose(replicas: &[Arc<Replica>], sticky_replica: Option<&str>) -> Option<Arc<Replica>> {
+    if let Some(id) = sticky_replica {
+        if let Some(replica) = replicas.iter().find(|replica| {
+            replica.id == id
+                && matches!(
+                    replica.state(),
+                    ReplicaState::Ready | ReplicaState::Draining
+                )
+        }) {
+            return Some(replica.clone());
+        }
+    }
+    replicas
+        .iter()
+        .filter(|replica| replica.state() == ReplicaState::Ready)
+        .min_by_key(|replica| replica.routing_load())
+        .cloned()
+}
+
+struct StickyCookie {
+    replica: String,
+    session: String,
+}
+
+fn sticky_cookie(headers: &HeaderMap) -> Option<StickyCookie> {
+    cookies(headers).find_map(|(name, value)| {
+        if name != STICKY_COOKIE {
+            return None;
+        }
+        let (replica, session) = value.split_once('~')?;
+        let valid = |text: &str| {
+            !text.is_empty()
+                && text.len() <= 64
+                && text
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
+        };
+        (valid(replica) && valid(session)).then(|| StickyCookie {
+            replica: replica.to_owned(),
+            session: session.to_owned(),
+        })
+    })
+}
+
+fn sticky_session_of(new_cookie: &Option<String>, sticky: &Option<StickyCookie>) -> Option<String> {
+    match (new_cookie, sticky) {
+        (Some(cookie), _) => cookie
+            .split_once('~')
+            .and_then(|(_, rest)| rest.split(';').next())
+            .map(str::to_owned),
+        (None, Some(sticky)) => Some(sticky.session.clone()),
+        (None, None) => None,
+    }
+}
+
+/// The name=value pairs of every `Cookie` header.
+fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            Some((name.trim(), value.trim()))
+        })
+}
+
+fn new_session_id() -> String {
+    use rand::Rng;
+    let bytes: [u8; 12] = rand::thread_rng().gen();
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn is_websocket_upgrade(request: &Request<Body>) -> bool {
+    let headers = request.headers();
+    let upgrade = headers
+        .get(header::UPGRADE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.eq_ignore_ascii_case("websocket"));
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    upgrade && connection_upgrade && request.method() == Method::GET
+}
+
+/// Headers that belong to one connection (RFC 9110 7.6.1), never forwarded.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Removes hop-by-hop headers: the fixed list, `Upgrade`, and those `Connection` names.
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+}
+
+fn upstream_request(
+    request: Request<Body>,
+    replica: &Replica,
+    prefix: &str,
+    context: &ForwardContext,
+    websocket: bool,
+) -> Result<Request<Body>, Box<Response<Body>>> {
+    let (mut parts, body) = request.into_parts();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|value| value.as_str())
+        .unwrap_or("/");
+    let uri: Uri = format!("http://{}{}", replica.addr, path_and_query)
+        .parse()
+        .map_err(|_| {
+            Box::new(plain(
+                StatusCode::BAD_REQUEST,
+                "the request path is not a valid URI",
+            ))
+        })?;
+    parts.uri = uri;
+    parts.version = http::Version::HTTP_11;
+    let headers = &mut parts.headers;
+    let websocket_upgrade = websocket
+        .then(|| headers.get(header::UPGRADE).cloned())
+        .flatten();
+    remove_hop_by_hop(headers);
+    if let Some(upgrade) = websocket_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, upgrade);
+    }
+    // Nothing the client says about itself under X-Wharf-* is believed.
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("x-wharf-"))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        headers.remove(name);
+    }
+    if let Some(user) = &context.user {
+        if let Ok(value) = HeaderValue::from_str(user) {
+            headers.insert(HeaderName::from_static("x-wharf-user"), value);
+        }
+    }
+    if context.strip_authorization {
+        headers.remove(header::AUTHORIZATION);
+    }
+    strip_wharf_cookies(headers);
+    let host = headers.get(header::HOST).cloned();
+    if let Some(ip) = context.client_addr.map(|address| address.ip()) {
+        append_forwarded_for(headers, ip);
+    }
+    headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static(if context.scheme == "https" {
+            "https"
+        } else {
+            "http"
+        }),
+    );
+    if let Some(host) = host {
+        headers.insert(HeaderName::from_static("x-forwarded-host"), host);
+    }
+    if let Ok(value) = HeaderValue::from_str(prefix) {
+        headers.insert(HeaderName::from_static("x-forwarded-prefix"), value);
+    }
+    Ok(Request::from_parts(parts, body))
+}
+
+fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
+    let name = HeaderName::from_static("x-forwarded-for");
+    let value = match headers.get(&name).and_then(|value| value.to_str().ok()) {
+        Some(existing) if !existing.trim().is_empty() => format!("{}, {ip}", existing.trim()),
+        _ => ip.to_string(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(name, value);
+    }
+}
+
+/// Removes Wharf's own cookies from every `Cookie` header (and empty headers after that).
+fn strip_wharf_cookies(headers: &mut HeaderMap) {
+    if !cookies(headers).any(|(name, _)| WHARF_COOKIES.contains(&name)) {
+        return;
+    }
+    let kept: Vec<String> = cookies(headers)
+        .filter(|(name, _)| !WHARF_COOKIES.contains(name))
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
+    headers.remove(header::COOKIE);
+    if !kept.is_empty() {
+        if let Ok(value) = HeaderValue::from_str(&kept.join("; ")) {
+            headers.insert(header::COOKIE, value);
+        }
+    }
+}
+
+fn clean_response_headers(
+    headers: &mut HeaderMap,
+    upgraded: bool,
+    replica: &Replica,
+    prefix: &str,
+) {
+    let upgrade = upgraded
+        .then(|| headers.get(header::UPGRADE).cloned())
+        .flatten();
+    remove_hop_by_hop(headers);
+    if let Some(upgrade) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, upgrade);
+    }
+    // A redirect to the replica's own address becomes one to the app's prefix.
+    if let Some(location) = headers
+        .get(header::LOCATION)
+        .and_then(|value| value.to_str().ok())
+    {
+        let own = format!("http://{}", replica.addr);
+        if let Some(rest) = location.strip_prefix(&own) {
+            let rewritten = format!("{prefix}{}", if rest.is_empty() { "/" } else { rest });
+            if let Ok(value) = HeaderValue::from_str(&rewritten) {
+                headers.insert(header::LOCATION, value);
+            }
+        }
+    }
+}
+
+/// A response body that holds the request's slot until it is finished (or dropped).
+struct GuardedBody {
+    body: Incoming,
+    _guard: InflightGuard,
+}
+
+impl http_body::Body for GuardedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.body).poll_frame(context)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A short plain-text response from the proxy itself.
+pub fn plain(status: StatusCode, message: &str) -> Response<Body> {
+    let mut response = Response::new(Body::from(format!("{message}\n")));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn describe_client_error(error: &hyper_util::client::legacy::Error) -> String {
+    if error.is_connect() {
+        "connection refused or timed out (connect_timeout)".to_owned()
+    } else {
+        use std::error::Error;
+        match error.source() {
+            Some(source) => source.to_string(),
+            None => error.to_string(),
+        }
+    }
+}
+
+fn wharf_duration(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if millis.is_multiple_of(1000) {
+        format!("{}s", millis / 1000)
+    } else {
+        format!("{millis}ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_named_in_connection_are_removed() {
+        let mut map = headers(&[
+            ("connection", "keep-alive, x-private"),
+            ("keep-alive", "timeout=5"),
+            ("x-private", "1"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("accept", "text/html"),
+        ]);
+        remove_hop_by_hop(&mut map);
+        let left: Vec<_> = map.keys().map(|name| name.as_str()).collect();
+        assert_eq!(left, ["accept"]);
+    }
+
+    #[test]
+    fn wharf_cookies_never_reach_the_app() {
+        let check = |input: &[(&str, &str)], expect: Option<&str>| {
+            let mut map = headers(input);
+            strip_wharf_cookies(&mut map);
+            let all: Vec<_> = map
+                .get_all(header::COOKIE)
+                .iter()
+                .map(|value| value.to_str().unwrap().to_owned())
+                .collect();
+            assert_eq!(all.first().map(String::as_str), expect, "{input:?}");
+        };
+        check(&[("cookie", "a=1; wharf_session=s; b=2")], Some("a=1; b=2"));
+        check(
+            &[
+                ("cookie", "wharf_session=s"),
+                ("cookie", "wharf_sticky=r~x"),
+            ],
+            None,
+        );
+        check(&[("cookie", "a=1")], Some("a=1"));
+        check(&[], None);
+    }
+
+    #[test]
+    fn sticky_cookie_is_read_only_when_well_formed() {
+        let read = |value: &str| {
+            sticky_cookie(&headers(&[("cookie", value)]))
+                .map(|cookie| (cookie.replica, cookie.session))
+        };
+        assert_eq!(
+            read("x=1; wharf_sticky=r1~abc"),
+            Some(("r1".to_owned(), "abc".to_owned()))
+        );
+        assert_eq!(read("wharf_sticky=r1"), None);
+        assert_eq!(read("wharf_sticky=r1~"), None);
+        assert_eq!(read("wharf_sticky=r\"1~abc"), None);
+    }
+
+    #[test]
+    fn forwarded_for_is_appended() {
+        let mut map = headers(&[("x-forwarded-for", "10.0.0.1")]);
+        append_forwarded_for(&mut map, "127.0.0.1".parse().unwrap());
+        assert_eq!(map["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+        let mut map = HeaderMap::new();
+        append_forwarded_for(&mut map, "::1".parse().unwrap());
+        assert_eq!(map["x-forwarded-for"], "::1");
+    }
+}

@@ -18,12 +18,14 @@ mod health;
 mod hooks;
 mod logs;
 mod notify;
+mod proxy;
 mod runs;
 mod s3keys;
 mod schedules;
+mod services;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use utoipa::OpenApi;
 use wharf_control::Control;
@@ -56,6 +58,7 @@ pub struct ApiState {
         schedules::list_schedules, schedules::pause_all, schedules::resume_all,
         schedules::pause_one, schedules::resume_one, schedules::create_trigger_url,
         schedules::trigger_run,
+        services::list_replicas, services::replica_logs, services::metrics,
     ),
     components(schemas(
         dto::ErrorBody, dto::ErrorDetail, dto::WhoAmI, dto::AppInfo, dto::VersionInfo,
@@ -66,7 +69,7 @@ pub struct ApiState {
         dto::HookResult, dto::GitDeployRequest, dto::GitSourceInfo, dto::GitDeployResult,
         dto::ChannelInfo, dto::ChannelTestResult, dto::NotificationInfo,
         dto::ScheduleInfo, dto::FireTimeInfo, dto::TriggerUrlRequest,
-        dto::TriggerUrlCreated, dto::TriggerRunRequest,
+        dto::TriggerUrlCreated, dto::TriggerRunRequest, services::ReplicaInfo,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -149,12 +152,19 @@ pub fn router(state: ApiState) -> Router {
         )
         // Authenticated by the app's trigger secret, not by an API token.
         .route("/trigger/{app}", post(schedules::trigger_run))
+        .route("/apps/{app}/replicas", get(services::list_replicas))
+        .route("/replicas/{id}/logs", get(services::replica_logs))
         .fallback(api_not_found)
         .layer(axum::middleware::map_response(error::json_errors));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(services::metrics))
         .nest("/api/v1", api)
+        // Service apps, through the proxy (any method, WebSocket upgrades included).
+        .route("/apps/{app}", any(proxy::redirect_to_slash))
+        .route("/apps/{app}/", any(proxy::forward))
+        .route("/apps/{app}/{*rest}", any(proxy::forward))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .layer(
             tower_http::trace::TraceLayer::new_for_http()

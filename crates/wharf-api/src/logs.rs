@@ -64,26 +64,7 @@ pub async fn run_logs(
     let run = control.store().run(&id).await?;
     let path = control.run_log_path(&id);
     let offset = query.offset.unwrap_or(0);
-    // An offset must be 0 or a `next_offset` this endpoint returned: the start of a line.
-    if offset > 0 {
-        let length = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        let at_line_start = offset <= length
-            && std::fs::File::open(&path)
-                .and_then(|mut file| {
-                    use std::io::{Read, Seek, SeekFrom};
-                    file.seek(SeekFrom::Start(offset - 1))?;
-                    let mut byte = [0u8; 1];
-                    file.read_exact(&mut byte)?;
-                    Ok(byte[0] == b'\n')
-                })
-                .unwrap_or(false);
-        if !at_line_start {
-            return Err(ApiError::bad_request(format!(
-                "offset {offset} is not the start of a line of this run's log; \
-                 use 0 or a next_offset returned by this endpoint"
-            )));
-        }
-    }
+    check_offset(&path, offset, "this run's log")?;
     if !query.follow.unwrap_or(false) {
         let (lines, next_offset) = read_page(&path, offset).map_err(ApiError::internal)?;
         let complete = run.state.is_terminal() && lines.len() < PAGE_LINES;
@@ -94,20 +75,79 @@ pub async fn run_logs(
         })
         .into_response());
     }
+    Ok(follow_log(path, offset, move || {
+        let (control, id) = (control.clone(), id.clone());
+        async move {
+            let run = control
+                .store()
+                .run(&id)
+                .await
+                .map_err(|error| error.to_string())?;
+            Ok(run
+                .state
+                .is_terminal()
+                .then(|| serde_json::to_string(&run_info(&run)).unwrap_or_default()))
+        }
+    }))
+}
 
+/// An offset must be 0 or a `next_offset` a log endpoint returned: the start of a line.
+pub(crate) fn check_offset(path: &std::path::Path, offset: u64, what: &str) -> ApiResult<()> {
+    if offset == 0 {
+        return Ok(());
+    }
+    let length = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let at_line_start = offset <= length
+        && std::fs::File::open(path)
+            .and_then(|mut file| {
+                use std::io::{Read, Seek, SeekFrom};
+                file.seek(SeekFrom::Start(offset - 1))?;
+                let mut byte = [0u8; 1];
+                file.read_exact(&mut byte)?;
+                Ok(byte[0] == b'\n')
+            })
+            .unwrap_or(false);
+    if at_line_start {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "offset {offset} is not the start of a line of {what}; \
+             use 0 or a next_offset returned by this endpoint"
+        )))
+    }
+}
+
+/// A page of a log file from `offset`.
+pub(crate) fn log_page(path: &std::path::Path, offset: u64, ended: bool) -> ApiResult<LogPage> {
+    let (lines, next_offset) = read_page(path, offset).map_err(ApiError::internal)?;
+    let complete = ended && lines.len() < PAGE_LINES;
+    Ok(LogPage {
+        lines,
+        next_offset,
+        complete,
+    })
+}
+
+/// Streams a log file's lines from `offset` as Server-Sent Events (`event: log`) until
+/// `ended` says the writer is done (`Some(data)`: the last event is `event: end` with it).
+pub(crate) fn follow_log<Ended, Checking>(path: PathBuf, offset: u64, ended: Ended) -> Response
+where
+    Ended: Fn() -> Checking + Send + Sync + 'static,
+    Checking: std::future::Future<Output = Result<Option<String>, String>> + Send,
+{
     struct Follow {
         offset: u64,
         finished: bool,
     }
+    let ended = std::sync::Arc::new(ended);
     let events = futures::stream::unfold(
         Follow {
             offset,
             finished: false,
         },
         move |mut follow| {
-            let control = control.clone();
             let path = path.clone();
-            let id = id.clone();
+            let ended = ended.clone();
             async move {
                 if follow.finished {
                     return None;
@@ -126,37 +166,35 @@ pub async fn run_logs(
                         follow.offset = next;
                         return Some((lines.iter().map(log_event).collect(), follow));
                     }
-                    let run = match control.store().run(&id).await {
-                        Ok(run) => run,
+                    match ended().await {
                         Err(error) => {
                             follow.finished = true;
-                            let event = Event::default().event("error").data(error.to_string());
+                            let event = Event::default().event("error").data(error);
                             return Some((vec![event], follow));
                         }
-                    };
-                    if run.state.is_terminal() {
-                        // The supervisor writes every line before its exit is recorded,
-                        // so one more read after seeing the end drains the log.
-                        if let Ok((lines, next)) = read_page(&path, follow.offset) {
-                            if !lines.is_empty() {
-                                follow.offset = next;
-                                return Some((lines.iter().map(log_event).collect(), follow));
+                        Ok(Some(data)) => {
+                            // The supervisor writes every line before its exit is
+                            // recorded, so one more read after seeing the end drains the log.
+                            if let Ok((lines, next)) = read_page(&path, follow.offset) {
+                                if !lines.is_empty() {
+                                    follow.offset = next;
+                                    return Some((lines.iter().map(log_event).collect(), follow));
+                                }
                             }
+                            follow.finished = true;
+                            return Some((vec![Event::default().event("end").data(data)], follow));
                         }
-                        follow.finished = true;
-                        let data = serde_json::to_string(&run_info(&run)).unwrap_or_default();
-                        return Some((vec![Event::default().event("end").data(data)], follow));
+                        Ok(None) => tokio::time::sleep(FOLLOW_POLL).await,
                     }
-                    tokio::time::sleep(FOLLOW_POLL).await;
                 }
             }
         },
     )
     .flat_map(futures::stream::iter)
     .map(Ok::<Event, Infallible>);
-    Ok(Sse::new(events)
+    Sse::new(events)
         .keep_alive(KeepAlive::default())
-        .into_response())
+        .into_response()
 }
 
 fn log_event(line: &LogLine) -> Event {

@@ -136,6 +136,7 @@ impl Control {
         };
         debug_assert_eq!(version.number, number);
         self.wake_scheduler();
+        self.service_changed(&app.name).await;
         let created_buckets = self.create_named_buckets(&manifest, user).await;
         tracing::info!(
             app = app_name,
@@ -231,6 +232,7 @@ impl Control {
         let app = self.store().app(app_name).await?;
         let app = self.store().activate_version(&app, version).await?;
         self.wake_scheduler();
+        self.service_changed(&app.name).await;
         Ok(app)
     }
 
@@ -250,6 +252,11 @@ impl Control {
                 // Wait for the supervisor to record the end before the files go.
                 let _ = wharf_runtime::wait_for_exit(&self.run_dir(&run.id)).await;
             }
+        }
+        self.stop_service(app_name).await;
+        for replica_id in self.store().delete_app_replicas(app_name).await? {
+            let dir = self.replica_dir(&replica_id);
+            remove_dir_if_exists(&dir).map_err(|e| ControlError::io(&dir, e))?;
         }
         self.store().delete_app(&app).await?;
         self.store().delete_git_source(app_name).await?;

@@ -8,6 +8,7 @@
 //! DATA/apps/NAME/versions/N/         extracted bundle of version N (read-only to workloads)
 //! DATA/apps/NAME/uploads/            bundles being received
 //! DATA/runs/RUN_ID/                  one folder per run: spec, log, status, work/{input,output,tmp}
+//! DATA/replicas/REPLICA_ID/          the same layout, for each replica of a service
 //! ```
 
 mod auth;
@@ -24,6 +25,7 @@ mod retention;
 mod runs;
 mod scheduler;
 mod schedules;
+mod services;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -67,6 +69,10 @@ struct Inner {
     deploy_locks: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The names of the git-backed apps (their runs fetch before they start).
     git_apps: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The proxy's route table: service apps and their replicas.
+    routes: Arc<wharf_proxy::Routes>,
+    /// The supervisors of service apps.
+    services: crate::services::Services,
     /// Cache of parsed manifests by (app id, version).
     manifests: std::sync::Mutex<HashMap<(String, i64), Arc<wharf_model::manifest::Manifest>>>,
 }
@@ -80,7 +86,11 @@ impl Control {
         config: ControlConfig,
     ) -> ControlResult<Control> {
         let sandbox = config.sandbox.resolve()?;
-        for dir in [config.data_dir.join("apps"), config.data_dir.join("runs")] {
+        for dir in [
+            config.data_dir.join("apps"),
+            config.data_dir.join("runs"),
+            config.data_dir.join("replicas"),
+        ] {
             std::fs::create_dir_all(&dir).map_err(|source| ControlError::io(&dir, source))?;
         }
         let runtime = LocalRuntime::new(LocalRuntimeConfig {
@@ -101,6 +111,8 @@ impl Control {
                 deploy_locks: Default::default(),
                 manifests: Default::default(),
                 git_apps: Default::default(),
+                routes: Default::default(),
+                services: Default::default(),
             }),
         })
     }
@@ -130,6 +142,7 @@ impl Control {
             self.remember_git_app(&app, true);
         }
         self.reconcile_runs().await?;
+        self.start_services().await?;
         // The first run need not wait for a shim process to start.
         self.inner.runtime.warm_up();
         let executor = self.clone();

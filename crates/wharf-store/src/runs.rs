@@ -3,7 +3,7 @@
 //! State changes are conditional updates (`WHERE state IN (...)`) so two actors racing on
 //! one run cannot both win; a finished run and its retry are written in one transaction.
 
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::{QueryBuilder, Row, Sqlite};
 use wharf_model::run::RunState;
 
 use crate::{Store, StoreError, StoreResult};
@@ -408,4 +408,17 @@ async fn fetch_run_in(tx: &mut sqlx::Transaction<'_, Sqlite>, id: &str) -> Store
         .fetch_one(&mut **tx)
         .await?;
     Run::try_from(row)
+}
+
+impl Store {
+    /// How many runs are in each state (for `/metrics`).
+    pub async fn count_runs_by_state(&self) -> StoreResult<Vec<(String, i64)>> {
+        let rows =
+            sqlx::query("SELECT state, COUNT(*) AS n FROM runs GROUP BY state ORDER BY state")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("state")?, row.try_get("n")?)))
+            .collect()
+    }
 }

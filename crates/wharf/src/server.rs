@@ -357,10 +357,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         control: control.clone(),
     });
     tracing::info!(%listen, s3 = ?s3_address, data_dir = %data_dir.display(), sandbox = ?control.sandbox(), "Wharf is ready.");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("the HTTP server failed")?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("the HTTP server failed")?;
     let _ = s3_stop.send(());
     if let Some(task) = s3_task {
         let _ = task.await;

@@ -1,0 +1,178 @@
+//! The proxy mount: `/apps/NAME/...` goes to a replica of the service app NAME.
+//!
+//! The steps, in this order: find the app's route (404 for unknown apps and jobs); decide
+//! access (a `logged-in` app sends browsers to the login page and API clients a 401
+//! before anything reaches the app); strip the `/apps/NAME` prefix; hand the request to
+//! `wharf_proxy::forward` with the user, which also removes any `X-Wharf-*` header the
+//! client sent.
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderValue, Method, Request, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use wharf_proxy::{Access, ForwardContext};
+
+use crate::ApiState;
+
+/// `/apps/NAME` → `/apps/NAME/` (the app's relative links need the slash).
+pub async fn redirect_to_slash(request: Request<Body>) -> Response {
+    let uri = request.uri();
+    let location = match uri.query() {
+        Some(query) => format!("{}/?{query}", uri.path()),
+        None => format!("{}/", uri.path()),
+    };
+    let status = if matches!(*request.method(), Method::GET | Method::HEAD) {
+        StatusCode::MOVED_PERMANENTLY
+    } else {
+        StatusCode::PERMANENT_REDIRECT
+    };
+    let mut response = status.into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+/// Everything under `/apps/NAME/`.
+pub async fn forward(State(state): State<ApiState>, mut request: Request<Body>) -> Response {
+    let path = request.uri().path().to_owned();
+    let Some((app, rest)) = path
+        .strip_prefix("/apps/")
+        .and_then(|tail| tail.split_once('/'))
+    else {
+        return wharf_proxy::plain(
+            StatusCode::NOT_FOUND,
+            "no app here; apps are at /apps/NAME/",
+        );
+    };
+    let Some(route) = state.control.routes().get(app) else {
+        return unknown_app(&state, app).await;
+    };
+    let prefix = format!("/apps/{app}");
+
+    let identity = match identify(&state, request.headers()).await {
+        Ok(identity) => identity,
+        Err(response) => return response,
+    };
+    if route.settings().access == Access::LoggedIn && identity.is_none() {
+        return login_required(&request);
+    }
+
+    let rest_and_query = match request.uri().query() {
+        Some(query) => format!("/{rest}?{query}"),
+        None => format!("/{rest}"),
+    };
+    match rest_and_query.parse::<Uri>() {
+        Ok(uri) => *request.uri_mut() = uri,
+        Err(_) => {
+            return wharf_proxy::plain(StatusCode::BAD_REQUEST, "the request path is not valid")
+        }
+    }
+    let client_addr = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0);
+    let context = ForwardContext {
+        client_addr,
+        strip_authorization: identity.as_ref().is_some_and(|identity| identity.by_token),
+        user: identity.map(|identity| identity.user),
+        scheme: "http",
+    };
+    wharf_proxy::forward(&route, request, &prefix, context).await
+}
+
+/// Who sent the request, if anyone Wharf knows.
+struct ProxyIdentity {
+    user: String,
+    /// Authenticated by an API token in `Authorization` (which the app must not see).
+    by_token: bool,
+}
+
+async fn identify(
+    state: &ApiState,
+    headers: &axum::http::HeaderMap,
+) -> Result<Option<ProxyIdentity>, Response> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            let (scheme, token) = value.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .filter(|token| !token.is_empty());
+    let Some(token) = token else {
+        return Ok(None);
+    };
+    match state.control.authenticate(token).await {
+        Ok(Some(user)) => Ok(Some(ProxyIdentity {
+            user: user.name,
+            by_token: true,
+        })),
+        // A bearer token Wharf does not know may be the app's own: pass it on.
+        Ok(None) => Ok(None),
+        Err(error) => {
+            tracing::error!(%error, "Could not check a token for the proxy.");
+            Err(wharf_proxy::plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Wharf could not check the request's credentials; try again",
+            ))
+        }
+    }
+}
+
+/// Browsers go to the login page (and come back); other clients get a 401.
+fn login_required(request: &Request<Body>) -> Response {
+    let wants_html = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    if wants_html && matches!(*request.method(), Method::GET | Method::HEAD) {
+        let original = request
+            .uri()
+            .path_and_query()
+            .map(|value| value.as_str())
+            .unwrap_or("/");
+        let location = format!("/login?next={}", percent_encode(original));
+        let mut response = StatusCode::SEE_OTHER.into_response();
+        if let Ok(value) = HeaderValue::from_str(&location) {
+            response.headers_mut().insert(header::LOCATION, value);
+        }
+        return response;
+    }
+    let mut response = wharf_proxy::plain(
+        StatusCode::UNAUTHORIZED,
+        "this app needs a login: sign in at /login, or send `Authorization: Bearer TOKEN`",
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"wharf\""),
+    );
+    response
+}
+
+async fn unknown_app(state: &ApiState, app: &str) -> Response {
+    let message = match state.control.store().find_app(app).await {
+        Ok(Some(found)) if found.kind == "job" => {
+            format!("{app} is a job; only services are served under /apps/ (start it with `wharf run {app}`)")
+        }
+        Ok(Some(_)) => format!("{app} has no replicas running; it may still be starting"),
+        _ => format!("no app named {app}; `wharf apps` lists them"),
+    };
+    wharf_proxy::plain(StatusCode::NOT_FOUND, &message)
+}
+
+/// Percent-encodes everything but unreserved characters and `/`.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}

@@ -19,6 +19,7 @@ command -v cc >/dev/null 2>&1 || packages+=(gcc libc6-dev)
 command -v pkg-config >/dev/null 2>&1 || packages+=(pkg-config)
 command -v rclone >/dev/null 2>&1 || packages+=(rclone)
 command -v sqlite3 >/dev/null 2>&1 || packages+=(sqlite3)
+command -v openssl >/dev/null 2>&1 || packages+=(openssl)  # certificates for the SMTP TLS tests
 command -v python3 >/dev/null 2>&1 || packages+=(python3 python3-pip)
 
 if [ ${#packages[@]} -gt 0 ]; then

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use wharf_control::notify::{Channel, ChannelSecret, NotifyConfig, SmtpChannel, SmtpSecurity};
+use wharf_control::notify::{
+    Channel, ChannelSecret, NotifyConfig, SmtpChannel, SmtpSecurity, TrustedCertificates,
+};
 use wharf_model::duration::parse_duration;
 
 use crate::server::HiddenSecret;
@@ -56,6 +58,8 @@ pub struct ChannelSettings {
     pub username: String,
     /// The variable holding the SMTP password.
     pub password_env: String,
+    /// A PEM file of CA certificates trusted for this server, besides the Mozilla roots.
+    pub ca_file: String,
     pub from: String,
     pub to: Vec<String>,
 }
@@ -107,6 +111,7 @@ fn channel(name: &str, settings: &ChannelSettings) -> anyhow::Result<Channel> {
         ("security", !settings.security.is_empty()),
         ("username", !settings.username.is_empty()),
         ("password_env", !settings.password_env.is_empty()),
+        ("ca_file", !settings.ca_file.is_empty()),
         ("from", !settings.from.is_empty()),
         ("to", !settings.to.is_empty()),
     ];
@@ -180,6 +185,19 @@ fn smtp_channel(path: &str, settings: &ChannelSettings) -> anyhow::Result<Channe
             "invalid server configuration: {path} needs both username and password_env to log in, or neither"
         ),
     };
+    if security == SmtpSecurity::None && password.is_some() {
+        tracing::warn!(
+            channel = path,
+            "{path} logs in with security = \"none\": the password crosses the network unencrypted; use \"starttls\" or \"tls\" unless the SMTP server is on this host"
+        );
+    }
+    let extra_roots = match settings.ca_file.trim() {
+        "" => None,
+        _ if security == SmtpSecurity::None => anyhow::bail!(
+            "invalid server configuration: {path}.ca_file does not apply to security = \"none\" (no TLS); remove it, or use \"starttls\" or \"tls\""
+        ),
+        file => Some(trusted_certificates(path, file)?),
+    };
     Ok(Channel::Smtp(SmtpChannel {
         host: settings.host.trim().to_owned(),
         port: settings.port.unwrap_or(match security {
@@ -190,9 +208,25 @@ fn smtp_channel(path: &str, settings: &ChannelSettings) -> anyhow::Result<Channe
         security,
         username,
         password,
+        extra_roots,
         from: settings.from.trim().to_owned(),
         to: settings.to.iter().map(|to| to.trim().to_owned()).collect(),
     }))
+}
+
+/// Reads `ca_file` of the channel at `path`.
+fn trusted_certificates(path: &str, file: &str) -> anyhow::Result<TrustedCertificates> {
+    let what = "give a PEM file with the certificate(s) of the CA that signed the SMTP server's certificate";
+    let pem = std::fs::read(file).map_err(|error| {
+        anyhow::anyhow!(
+            "invalid server configuration: {path}.ca_file = \"{file}\": cannot read it ({error}); {what}"
+        )
+    })?;
+    TrustedCertificates::from_pem(file.into(), &pem).map_err(|error| {
+        anyhow::anyhow!(
+            "invalid server configuration: {path}.ca_file = \"{file}\": {error}; {what}"
+        )
+    })
 }
 
 /// Checks `[notify]` and reads the channels' credentials. `default_link_base`: the API's

@@ -1,7 +1,10 @@
 //! Notifications through the real server: Slack and signed webhooks against a local HTTP
-//! receiver, e-mail against a real SMTP server (aiosmtpd), retries, `wharf notify`.
+//! receiver, e-mail against a real SMTP server (aiosmtpd; with TLS and a login in
+//! `smtp_tls`), retries, `wharf notify`.
 
 mod common;
+#[path = "notifications/smtp_tls.rs"]
+mod smtp_tls;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -402,7 +405,7 @@ struct SmtpServer {
 }
 
 impl SmtpServer {
-    fn start() -> SmtpServer {
+    fn check_aiosmtpd() {
         let probe = Command::new("python3")
             .args(["-c", "import aiosmtpd"])
             .output();
@@ -410,6 +413,10 @@ impl SmtpServer {
             probe.map(|o| o.status.success()).unwrap_or(false),
             "the SMTP test needs Python's aiosmtpd; run scripts/install-deps.sh (or: python3 -m pip install aiosmtpd)"
         );
+    }
+
+    fn start() -> SmtpServer {
+        SmtpServer::check_aiosmtpd();
         let dir = tempfile::tempdir().unwrap();
         let maildir = dir.path().join("maildir");
         let port = free_port();

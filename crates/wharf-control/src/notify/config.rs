@@ -1,7 +1,12 @@
 //! The notification channels the server has, with their credentials resolved.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
+
+use lettre::transport::smtp::client::{Certificate, TlsParameters};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
 
 /// A credential (webhook URL with a token, HMAC key, SMTP password): usable as text,
 /// printed as `(hidden)` by `{:?}`, so configurations can be logged.
@@ -43,8 +48,69 @@ pub struct SmtpChannel {
     /// Log in with these when set.
     pub username: Option<String>,
     pub password: Option<ChannelSecret>,
+    /// Certificates trusted for this channel besides the Mozilla roots (`ca_file`).
+    pub extra_roots: Option<TrustedCertificates>,
     pub from: String,
     pub to: Vec<String>,
+}
+
+/// CA certificates from a PEM file, trusted for one channel's TLS connections.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TrustedCertificates {
+    /// The file they were read from (for messages).
+    pub file: PathBuf,
+    /// The certificates, DER-encoded.
+    pub certificates: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TrustedCertificates {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            formatter,
+            "{} ({} certificate(s))",
+            self.file.display(),
+            self.certificates.len()
+        )
+    }
+}
+
+impl TrustedCertificates {
+    /// Reads the certificates of a PEM file's text (`-----BEGIN CERTIFICATE-----` blocks;
+    /// other blocks, such as keys, are skipped) and checks that each one can be a root.
+    pub fn from_pem(file: PathBuf, pem: &[u8]) -> Result<TrustedCertificates, String> {
+        let certificates = CertificateDer::pem_slice_iter(pem)
+            .map(|certificate| certificate.map(|der| der.as_ref().to_vec()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| format!("it is not a PEM file of certificates ({error})"))?;
+        if certificates.is_empty() {
+            return Err(
+                "it has no certificate (a PEM block starting with -----BEGIN CERTIFICATE-----)"
+                    .to_string(),
+            );
+        }
+        let trusted = TrustedCertificates { file, certificates };
+        // Building TLS settings parses every certificate as a root.
+        tls_parameters("localhost", Some(&trusted))
+            .map_err(|error| format!("a certificate in it cannot be used: {error}"))?;
+        Ok(trusted)
+    }
+}
+
+/// TLS settings for `domain` trusting the Mozilla roots and `extra_roots`. Certificates
+/// and host names are always verified.
+pub(crate) fn tls_parameters(
+    domain: &str,
+    extra_roots: Option<&TrustedCertificates>,
+) -> Result<TlsParameters, String> {
+    let mut builder = TlsParameters::builder(domain.to_owned());
+    for der in extra_roots
+        .map(|roots| &roots.certificates[..])
+        .unwrap_or_default()
+    {
+        let certificate = Certificate::from_der(der.clone()).map_err(|error| error.to_string())?;
+        builder = builder.add_root_certificate(certificate);
+    }
+    builder.build().map_err(|error| error.to_string())
 }
 
 /// Where a channel's messages go.

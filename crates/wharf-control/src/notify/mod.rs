@@ -17,6 +17,7 @@ use wharf_store::{DeliveryAttempt, NewNotification, Notification};
 
 pub use crate::notify::config::{
     is_mailbox, Channel, ChannelSecret, NotifyConfig, SmtpChannel, SmtpSecurity,
+    TrustedCertificates,
 };
 pub use crate::notify::send::{
     sign as sign_webhook, DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,

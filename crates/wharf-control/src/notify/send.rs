@@ -6,11 +6,12 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::Tls;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use sha2::Sha256;
 use wharf_model::notify::{webhook_signed_text, RunMessage};
 
-use crate::notify::config::{Channel, SmtpChannel, SmtpSecurity};
+use crate::notify::config::{tls_parameters, Channel, SmtpChannel, SmtpSecurity};
 
 /// The header with the HMAC-SHA256 of `TIMESTAMP.BODY`, as `sha256=HEX`.
 pub const SIGNATURE_HEADER: &str = "X-Wharf-Signature";
@@ -130,15 +131,23 @@ async fn send_mail(
     let email = builder
         .body(message.text())
         .map_err(|error| format!("cannot build the e-mail: {error}"))?;
-    let transport = match smtp.security {
-        SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host),
-        SmtpSecurity::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host),
-        SmtpSecurity::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
-            smtp.host.clone(),
-        )),
-    }
-    .map_err(|error| format!("cannot set up TLS for {}: {error}", smtp.host))?;
-    let mut transport = transport.port(smtp.port).timeout(Some(timeout));
+    let tls = match smtp.security {
+        SmtpSecurity::None => Tls::None,
+        security => {
+            let parameters = tls_parameters(&smtp.host, smtp.extra_roots.as_ref())
+                .map_err(|error| format!("cannot set up TLS for {}: {error}", smtp.host))?;
+            if security == SmtpSecurity::Tls {
+                Tls::Wrapper(parameters)
+            } else {
+                Tls::Required(parameters)
+            }
+        }
+    };
+    // "dangerous" only means "no TLS unless set": `tls` is set just above.
+    let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.clone())
+        .port(smtp.port)
+        .tls(tls)
+        .timeout(Some(timeout));
     if let (Some(username), Some(password)) = (&smtp.username, &smtp.password) {
         transport = transport.credentials(Credentials::new(username.clone(), password.0.clone()));
     }
@@ -147,10 +156,42 @@ async fn send_mail(
         .send(email)
         .await
         .map(|_| ())
-        .map_err(|error| {
-            format!(
-                "the SMTP server {}:{} refused or failed: {error}",
-                smtp.host, smtp.port
-            )
-        })
+        .map_err(|error| smtp_error_text(smtp, &error))
+}
+
+/// What went wrong, in words. Never contains the password: lettre's errors carry the
+/// server's reply or the TLS failure, not the credentials, and a server echoing the
+/// password back would see it replaced.
+fn smtp_error_text(smtp: &SmtpChannel, error: &lettre::transport::smtp::Error) -> String {
+    let server = format!("{}:{}", smtp.host, smtp.port);
+    let code = error.status().map(u16::from);
+    let mut text = error.to_string();
+    if let Some(password) = smtp
+        .password
+        .as_ref()
+        .filter(|password| !password.0.is_empty())
+    {
+        text = text.replace(&password.0, "(hidden)");
+    }
+    if matches!(code, Some(530 | 534 | 535 | 538))
+        || text.contains("No compatible authentication mechanism")
+    {
+        return match &smtp.username {
+            Some(username) => format!(
+                "authentication failed at the SMTP server {server} as \"{username}\": {text}; check username and the password in password_env"
+            ),
+            None => format!(
+                "authentication failed at the SMTP server {server}: {text}; the server may require a login: set username and password_env"
+            ),
+        };
+    }
+    if error.is_tls() || text.contains("certificate") {
+        let hint = if smtp.extra_roots.is_some() {
+            "check that ca_file holds the CA that signed the server's certificate, and that the certificate names the host"
+        } else {
+            "if the server's certificate is signed by your own CA, set ca_file to that CA's PEM file"
+        };
+        return format!("TLS with the SMTP server {server} failed: {text}; {hint}");
+    }
+    format!("the SMTP server {server} refused or failed: {text}")
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Wharf and its tests need on Debian/Ubuntu, skipping what is present:
-# R with jsonlite (the example jobs), bubblewrap (the sandbox), curl, git (git-backed apps),
+# R with jsonlite, plumber and shiny (the examples), bubblewrap (the sandbox), curl, git (git-backed apps),
 # and the S3 clients the tests drive Wharf's S3 listener with: rclone, aws-cli and boto3,
 # and aiosmtpd (the SMTP server the notification tests send e-mail to).
 set -euo pipefail
@@ -12,6 +12,11 @@ packages=()
 command -v Rscript >/dev/null 2>&1 || packages+=(r-base-core)
 Rscript -e 'quit(status = !requireNamespace("jsonlite", quietly = TRUE))' >/dev/null 2>&1 \
   || packages+=(r-cran-jsonlite)
+# Plumber and Shiny: the example services and the proxy tests.
+for r_package in plumber shiny; do
+  Rscript -e "quit(status = !requireNamespace('$r_package', quietly = TRUE))" >/dev/null 2>&1 \
+    || packages+=("r-cran-$r_package")
+done
 command -v bwrap >/dev/null 2>&1 || packages+=(bubblewrap)
 command -v curl >/dev/null 2>&1 || packages+=(curl)
 command -v git >/dev/null 2>&1 || packages+=(git)

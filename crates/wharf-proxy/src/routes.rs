@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use crate::metrics::AppMetrics;
 
 /// A sticky session counts as open for this long after its last request, unless a
-/// WebSocket of it is still open.
+/// WebSocket of it is still open (a session with WebSockets ends when its last one closes).
 pub const SESSION_WINDOW: Duration = Duration::from_secs(60);
 
 /// Who may use an app through the proxy.
@@ -414,6 +414,13 @@ impl Drop for WebSocketGuard {
             if let Some(seen) = sessions.get_mut(session) {
                 seen.websockets = seen.websockets.saturating_sub(1);
                 seen.last_seen_ms = now;
+                // A session that lived in WebSockets (Shiny) ends with its last one.
+                if seen.websockets == 0 {
+                    sessions.remove(session);
+                    self.replica
+                        .sessions_known
+                        .store(sessions.len() as u32, Ordering::Release);
+                }
             }
         }
         self.replica.websockets.fetch_sub(1, Ordering::AcqRel);

@@ -271,8 +271,14 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
         // Stop supervisors a test left running, so no workload outlives its test.
-        if let Ok(entries) = std::fs::read_dir(self.data_dir().join("runs")) {
-            for entry in entries.flatten() {
+        let runs = std::fs::read_dir(self.data_dir().join("runs"))
+            .into_iter()
+            .flatten();
+        let replicas = std::fs::read_dir(self.data_dir().join("replicas"))
+            .into_iter()
+            .flatten();
+        {
+            for entry in runs.chain(replicas).flatten() {
                 if let Ok(pid) = std::fs::read_to_string(entry.path().join("shim.pid")) {
                     if let Ok(pid) = pid.trim().parse::<i32>() {
                         if wharf_runtime::is_alive(&entry.path()).unwrap_or(false) {

@@ -90,7 +90,10 @@ mod tests {
     #[test]
     fn a_password_verifies_only_against_its_own_hash() {
         let hash = hash_password("correct horse battery").unwrap();
-        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
         assert!(!hash.contains("correct"));
         assert!(verify_password("correct horse battery", Some(&hash)));
         assert!(!verify_password("correct horse batterY", Some(&hash)));
@@ -114,7 +117,10 @@ mod tests {
         let params = argon2::Params::new(8 * 1024, 1, 1, None).unwrap();
         let weaker = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
         let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
-        let hash = weaker.hash_password(b"pass phrase", &salt).unwrap().to_string();
+        let hash = weaker
+            .hash_password(b"pass phrase", &salt)
+            .unwrap()
+            .to_string();
         assert!(verify_password("pass phrase", Some(&hash)));
         assert!(!verify_password("pass phrasE", Some(&hash)));
     }

@@ -34,7 +34,12 @@ pub fn validate_user_name(name: &str) -> Result<(), String> {
         || !name.chars().all(allowed)
         || !name.starts_with(|c: char| c.is_ascii_alphanumeric())
     {
-        let shown: String = name.chars().take(80).collect::<String>().escape_debug().to_string();
+        let shown: String = name
+            .chars()
+            .take(80)
+            .collect::<String>()
+            .escape_debug()
+            .to_string();
         return Err(format!("\"{shown}\" is not a valid user name: {rule}"));
     }
     Ok(())
@@ -208,7 +213,11 @@ mod tests {
             ("Public", false, AccessDecision::LoginRequired),
         ];
         for (access, identified, expected) in cases {
-            assert_eq!(decide(access, identified), expected, "{access:?} {identified}");
+            assert_eq!(
+                decide(access, identified),
+                expected,
+                "{access:?} {identified}"
+            );
         }
     }
 
@@ -241,10 +250,26 @@ mod tests {
 
     #[test]
     fn user_names() {
-        for good in ["admin", "ana.lopez", "a", "j_doe-2", "ana@example.com", "A1"] {
+        for good in [
+            "admin",
+            "ana.lopez",
+            "a",
+            "j_doe-2",
+            "ana@example.com",
+            "A1",
+        ] {
             assert!(validate_user_name(good).is_ok(), "{good}");
         }
-        for bad in ["", ".hidden", "-x", "ana lopez", "ana/x", "é", "a\nb", "<b>"] {
+        for bad in [
+            "",
+            ".hidden",
+            "-x",
+            "ana lopez",
+            "ana/x",
+            "é",
+            "a\nb",
+            "<b>",
+        ] {
             let error = validate_user_name(bad).unwrap_err();
             assert!(error.contains("user name"), "{bad}: {error}");
         }
@@ -262,8 +287,12 @@ mod tests {
             "\"root\" is not a role; use one of admin, publisher, viewer"
         );
         assert!(check_new_password("correct horse").is_ok());
-        assert!(check_new_password("short").unwrap_err().contains("at least 8"));
-        assert!(check_new_password("        ").unwrap_err().contains("spaces"));
+        assert!(check_new_password("short")
+            .unwrap_err()
+            .contains("at least 8"));
+        assert!(check_new_password("        ")
+            .unwrap_err()
+            .contains("spaces"));
         assert!(check_new_password(&"x".repeat(MAX_PASSWORD_BYTES + 1))
             .unwrap_err()
             .contains("at most"));
@@ -299,7 +328,14 @@ mod tests {
             throttle.record_failure(key, i as i64);
         }
         assert!(throttle.tracked_keys() <= 3);
-        assert!(throttle.retry_after("e", 10).is_some(), "the newest is kept");
-        assert_eq!(throttle.retry_after("a", 10), None, "the oldest is forgotten");
+        assert!(
+            throttle.retry_after("e", 10).is_some(),
+            "the newest is kept"
+        );
+        assert_eq!(
+            throttle.retry_after("a", 10),
+            None,
+            "the oldest is forgotten"
+        );
     }
 }

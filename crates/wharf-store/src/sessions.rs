@@ -276,13 +276,29 @@ mod tests {
             .await
             .unwrap();
         let now = now_millis();
-        store.create_session(&session("h1", &ana.id, now, 1000)).await.unwrap();
-        store.create_session(&session("h2", &ana.id, now, 1000)).await.unwrap();
-        store.create_session(&session("old", &ana.id, now - 5000, 1000)).await.unwrap();
+        store
+            .create_session(&session("h1", &ana.id, now, 1000))
+            .await
+            .unwrap();
+        store
+            .create_session(&session("h2", &ana.id, now, 1000))
+            .await
+            .unwrap();
+        store
+            .create_session(&session("old", &ana.id, now - 5000, 1000))
+            .await
+            .unwrap();
         let (user, found) = store.find_session("h1", now).await.unwrap().unwrap();
         assert_eq!(user.name, "ana");
         assert_eq!(found.expires_at, now + 1000);
-        assert!(store.find_session("h1", now + 1000).await.unwrap().is_none(), "expired");
+        assert!(
+            store
+                .find_session("h1", now + 1000)
+                .await
+                .unwrap()
+                .is_none(),
+            "expired"
+        );
         assert!(store.find_session("old", now).await.unwrap().is_none());
         assert!(store.find_session("nope", now).await.unwrap().is_none());
         let listed = store.list_users().await.unwrap();
@@ -297,11 +313,23 @@ mod tests {
     #[tokio::test]
     async fn a_new_password_ends_the_users_sessions_only() {
         let store = Store::open_in_memory().await.unwrap();
-        let ana = store.create_user_with_password("u1", "ana", "viewer", None).await.unwrap();
-        let bob = store.create_user_with_password("u2", "bob", "viewer", None).await.unwrap();
+        let ana = store
+            .create_user_with_password("u1", "ana", "viewer", None)
+            .await
+            .unwrap();
+        let bob = store
+            .create_user_with_password("u2", "bob", "viewer", None)
+            .await
+            .unwrap();
         let now = now_millis();
-        store.create_session(&session("a", &ana.id, now, 60_000)).await.unwrap();
-        store.create_session(&session("b", &bob.id, now, 60_000)).await.unwrap();
+        store
+            .create_session(&session("a", &ana.id, now, 60_000))
+            .await
+            .unwrap();
+        store
+            .create_session(&session("b", &bob.id, now, 60_000))
+            .await
+            .unwrap();
         let (_, hash) = store.find_user_credentials("ana").await.unwrap().unwrap();
         assert_eq!(hash, None);
         assert_eq!(store.set_password_hash(&ana.id, "$new").await.unwrap(), 1);
@@ -318,20 +346,34 @@ mod tests {
     #[tokio::test]
     async fn deleting_users_cascades_and_keeps_one_admin() {
         let store = Store::open_in_memory().await.unwrap();
-        store.create_user_with_password("u0", "admin", "admin", None).await.unwrap();
-        let ana = store.create_user_with_password("u1", "ana", "viewer", None).await.unwrap();
+        store
+            .create_user_with_password("u0", "admin", "admin", None)
+            .await
+            .unwrap();
+        let ana = store
+            .create_user_with_password("u1", "ana", "viewer", None)
+            .await
+            .unwrap();
         let now = now_millis();
-        store.create_session(&session("a", &ana.id, now, 60_000)).await.unwrap();
+        store
+            .create_session(&session("a", &ana.id, now, 60_000))
+            .await
+            .unwrap();
         assert!(store.delete_user("ana").await.unwrap());
         assert!(store.find_session("a", now).await.unwrap().is_none());
         assert!(!store.delete_user("ana").await.unwrap());
         let error = store.delete_user("admin").await.unwrap_err();
         assert!(error.to_string().contains("only admin"), "{error}");
-        store.create_user_with_password("u2", "root2", "admin", None).await.unwrap();
+        store
+            .create_user_with_password("u2", "root2", "admin", None)
+            .await
+            .unwrap();
         assert_eq!(store.count_users_with_role("admin").await.unwrap(), 2);
         assert!(store.delete_user("admin").await.unwrap());
         assert!(matches!(
-            store.create_user_with_password("u3", "root2", "viewer", None).await,
+            store
+                .create_user_with_password("u3", "root2", "viewer", None)
+                .await,
             Err(StoreError::Conflict(_))
         ));
     }

@@ -16,11 +16,14 @@ mod events;
 mod git;
 mod health;
 mod hooks;
+pub mod identity;
+mod login;
 mod logs;
 mod notify;
 mod runs;
 mod s3keys;
 mod schedules;
+mod users;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -29,6 +32,7 @@ use utoipa::OpenApi;
 use wharf_control::Control;
 
 pub use crate::error::{ApiError, ApiResult};
+pub use crate::identity::{forward_identity_headers, identify, Credential, Identity};
 
 /// Largest JSON request body.
 pub const JSON_BODY_LIMIT: usize = 1024 * 1024;
@@ -56,6 +60,7 @@ pub struct ApiState {
         schedules::list_schedules, schedules::pause_all, schedules::resume_all,
         schedules::pause_one, schedules::resume_one, schedules::create_trigger_url,
         schedules::trigger_run,
+        users::list_users, users::create_user, users::set_password, users::delete_user,
     ),
     components(schemas(
         dto::ErrorBody, dto::ErrorDetail, dto::WhoAmI, dto::AppInfo, dto::VersionInfo,
@@ -67,6 +72,7 @@ pub struct ApiState {
         dto::ChannelInfo, dto::ChannelTestResult, dto::NotificationInfo,
         dto::ScheduleInfo, dto::FireTimeInfo, dto::TriggerUrlRequest,
         dto::TriggerUrlCreated, dto::TriggerRunRequest,
+        dto::UserInfo, dto::UserCreateRequest, dto::PasswordRequest, dto::PasswordChanged,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -82,6 +88,13 @@ impl utoipa::Modify for BearerAuth {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        // The browser session cookie set by POST /login (accepted by whoami and apps).
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Cookie(
+                utoipa::openapi::security::ApiKeyValue::new(crate::identity::SESSION_COOKIE),
+            )),
         );
     }
 }
@@ -149,11 +162,20 @@ pub fn router(state: ApiState) -> Router {
         )
         // Authenticated by the app's trigger secret, not by an API token.
         .route("/trigger/{app}", post(schedules::trigger_run))
+        .route("/users", get(users::list_users).post(users::create_user))
+        .route("/users/{name}", axum::routing::delete(users::delete_user))
+        .route(
+            "/users/{name}/password",
+            axum::routing::put(users::set_password),
+        )
         .fallback(api_not_found)
         .layer(axum::middleware::map_response(error::json_errors));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        // The browser login (HTML, outside the JSON API).
+        .route("/login", get(login::login_page).post(login::login_submit))
+        .route("/logout", get(login::logout).post(login::logout))
         .nest("/api/v1", api)
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .layer(

@@ -17,6 +17,7 @@ mod s3xml;
 mod schedules;
 mod server;
 mod sse;
+mod users;
 
 use std::process::ExitCode;
 

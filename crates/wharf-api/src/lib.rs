@@ -5,7 +5,8 @@
 //! routing, then (inside `/api/v1`) the JSON error mapper, so even axum's own rejections
 //! and the body limit answer in the API's error shape; authentication is an extractor on each handler, so a handler without a
 //! `Caller` argument is public by construction (only the health endpoints are, and `/trigger/{app}`, which checks the app's own trigger
-//! secret).
+//! secret). The browser login (`/login`, `/logout`) sits outside `/api/v1`; its session cookie
+//! is accepted only by `whoami` and by [`identify`] (for apps), never by a `Caller`.
 
 mod apps;
 pub mod auth;

@@ -128,6 +128,15 @@ fn users_log_in_with_a_cookie_and_log_out() {
     assert_eq!(listed[2]["role"], "publisher");
     assert!(!server.cli_ok(&["user", "list"]).contains(&generated));
 
+    let doc = server.get("/openapi.json");
+    for path in [
+        "/api/v1/users",
+        "/api/v1/users/{name}",
+        "/api/v1/users/{name}/password",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} documented");
+    }
+
     // The login page.
     let page = browser()
         .get(format!("{}/login?next=/apps/dash/", server.url()))

@@ -5,7 +5,8 @@
 //! routing, then (inside `/api/v1`) the JSON error mapper, so even axum's own rejections
 //! and the body limit answer in the API's error shape; authentication is an extractor on each handler, so a handler without a
 //! `Caller` argument is public by construction (only the health endpoints are, and `/trigger/{app}`, which checks the app's own trigger
-//! secret).
+//! secret). The browser login (`/login`, `/logout`) sits outside `/api/v1`; its session cookie
+//! is accepted only by `whoami` and by [`identify`] (for apps), never by a `Caller`.
 
 mod apps;
 pub mod auth;
@@ -16,6 +17,8 @@ mod events;
 mod git;
 mod health;
 mod hooks;
+pub mod identity;
+mod login;
 mod logs;
 mod notify;
 mod proxy;
@@ -23,6 +26,7 @@ mod runs;
 mod s3keys;
 mod schedules;
 mod services;
+mod users;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{any, get, post};
@@ -31,6 +35,7 @@ use utoipa::OpenApi;
 use wharf_control::Control;
 
 pub use crate::error::{ApiError, ApiResult};
+pub use crate::identity::{identify, Credential, Identity};
 
 /// Largest JSON request body.
 pub const JSON_BODY_LIMIT: usize = 1024 * 1024;
@@ -59,6 +64,7 @@ pub struct ApiState {
         schedules::pause_one, schedules::resume_one, schedules::create_trigger_url,
         schedules::trigger_run,
         services::list_replicas, services::replica_logs, services::metrics,
+        users::list_users, users::create_user, users::set_password, users::delete_user,
     ),
     components(schemas(
         dto::ErrorBody, dto::ErrorDetail, dto::WhoAmI, dto::AppInfo, dto::VersionInfo,
@@ -70,6 +76,8 @@ pub struct ApiState {
         dto::ChannelInfo, dto::ChannelTestResult, dto::NotificationInfo,
         dto::ScheduleInfo, dto::FireTimeInfo, dto::TriggerUrlRequest,
         dto::TriggerUrlCreated, dto::TriggerRunRequest, dto::ReplicaInfo,
+        dto::TriggerUrlCreated, dto::TriggerRunRequest,
+        dto::UserInfo, dto::UserCreateRequest, dto::PasswordRequest, dto::PasswordChanged,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -85,6 +93,13 @@ impl utoipa::Modify for BearerAuth {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        // The browser session cookie set by POST /login (accepted by whoami and apps).
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Cookie(
+                utoipa::openapi::security::ApiKeyValue::new(crate::identity::SESSION_COOKIE),
+            )),
         );
     }
 }
@@ -154,12 +169,21 @@ pub fn router(state: ApiState) -> Router {
         .route("/trigger/{app}", post(schedules::trigger_run))
         .route("/apps/{app}/replicas", get(services::list_replicas))
         .route("/replicas/{id}/logs", get(services::replica_logs))
+        .route("/users", get(users::list_users).post(users::create_user))
+        .route("/users/{name}", axum::routing::delete(users::delete_user))
+        .route(
+            "/users/{name}/password",
+            axum::routing::put(users::set_password),
+        )
         .fallback(api_not_found)
         .layer(axum::middleware::map_response(error::json_errors));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(services::metrics))
+        // The browser login (HTML, outside the JSON API).
+        .route("/login", get(login::login_page).post(login::login_submit))
+        .route("/logout", get(login::logout).post(login::logout))
         .nest("/api/v1", api)
         // Service apps, through the proxy (any method, WebSocket upgrades included).
         .route("/apps/{app}", any(proxy::redirect_to_slash))

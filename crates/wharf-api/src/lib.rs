@@ -36,6 +36,7 @@ use wharf_control::Control;
 
 pub use crate::error::{ApiError, ApiResult};
 pub use crate::identity::{identify, Credential, Identity};
+pub use crate::login::login_required_response;
 
 /// Largest JSON request body.
 pub const JSON_BODY_LIMIT: usize = 1024 * 1024;

@@ -92,6 +92,44 @@ pub async fn logout(State(state): State<ApiState>, headers: HeaderMap) -> ApiRes
     Ok(redirect("/login", Some(&cookie)))
 }
 
+/// The answer to a request for a `logged-in` app without a valid identity: a browser
+/// (`Accept` includes `text/html`) is sent (303) to `/login?next=PATH`, so it comes back
+/// after logging in; any other client gets 401 with `WWW-Authenticate: Bearer`.
+/// `path_and_query` is the path the client asked for, e.g. `/apps/dash/?tab=2`.
+pub fn login_required_response(path_and_query: &str, headers: &HeaderMap) -> Response {
+    let wants_html = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    if wants_html {
+        let next = local_redirect_target(path_and_query);
+        return redirect(&format!("/login?next={}", encode_query_value(next)), None);
+    }
+    let mut response = crate::ApiError::unauthorized(
+        "this app needs a login: send an API token (`Authorization: Bearer TOKEN`) or log in \
+         at /login in a browser",
+    )
+    .into_response();
+    response.headers_mut().insert(
+        axum::http::header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer"),
+    );
+    response
+}
+
+/// Percent-encodes a query value: everything but unreserved characters and '/'.
+fn encode_query_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// A 303 to a local path, optionally setting a cookie; never cached.
 fn redirect(location: &str, cookie: Option<&str>) -> Response {
     let mut response = StatusCode::SEE_OTHER.into_response();
@@ -207,6 +245,26 @@ mod tests {
             .await
             .unwrap();
         String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn browsers_are_sent_to_the_login_page_and_programs_get_401() {
+        let mut browser = HeaderMap::new();
+        browser.insert(
+            "accept",
+            HeaderValue::from_static("text/html,application/xhtml+xml"),
+        );
+        let response = login_required_response("/apps/dash/?tab=2&x=%C3%A9", &browser);
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert_eq!(
+            response.headers()[LOCATION],
+            "/login?next=/apps/dash/%3Ftab%3D2%26x%3D%25C3%25A9"
+        );
+        let response = login_required_response("//evil.example", &browser);
+        assert_eq!(response.headers()[LOCATION], "/login?next=/");
+        let response = login_required_response("/apps/api/x", &HeaderMap::new());
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
     }
 
     #[test]

@@ -71,7 +71,12 @@ pub async fn forward(State(state): State<ApiState>, mut request: Request<Body>) 
         Access::LoggedIn => "logged-in",
     };
     if wharf_model::access::decide(access, identity.is_some()) != AccessDecision::Allow {
-        return login_required(&request);
+        let original = request
+            .uri()
+            .path_and_query()
+            .map(|value| value.as_str())
+            .unwrap_or("/");
+        return crate::login_required_response(original, request.headers());
     }
 
     let rest_and_query = match request.uri().query() {
@@ -105,37 +110,6 @@ pub async fn forward(State(state): State<ApiState>, mut request: Request<Body>) 
     wharf_proxy::forward(&route, request, &prefix, context).await
 }
 
-/// Browsers go to the login page (and come back); other clients get a 401.
-fn login_required(request: &Request<Body>) -> Response {
-    let wants_html = request
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|accept| accept.contains("text/html"));
-    if wants_html && matches!(*request.method(), Method::GET | Method::HEAD) {
-        let original = request
-            .uri()
-            .path_and_query()
-            .map(|value| value.as_str())
-            .unwrap_or("/");
-        let location = format!("/login?next={}", percent_encode(original));
-        let mut response = StatusCode::SEE_OTHER.into_response();
-        if let Ok(value) = HeaderValue::from_str(&location) {
-            response.headers_mut().insert(header::LOCATION, value);
-        }
-        return response;
-    }
-    let mut response = wharf_proxy::plain(
-        StatusCode::UNAUTHORIZED,
-        "this app needs a login: sign in at /login, or send `Authorization: Bearer TOKEN`",
-    );
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"wharf\""),
-    );
-    response
-}
-
 async fn unknown_app(state: &ApiState, app: &str) -> Response {
     let message = match state.control.store().find_app(app).await {
         Ok(Some(found)) if found.kind == "job" => {
@@ -145,17 +119,4 @@ async fn unknown_app(state: &ApiState, app: &str) -> Response {
         _ => format!("no app named {app}; `wharf apps` lists them"),
     };
     wharf_proxy::plain(StatusCode::NOT_FOUND, &message)
-}
-
-/// Percent-encodes everything but unreserved characters and `/`.
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~' | b'/') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }

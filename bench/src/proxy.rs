@@ -113,6 +113,16 @@ fn measure_target(target: &Target, script: &Path) -> anyhow::Result<Vec<WrkResul
 type Outcome = Result<Vec<WrkResult>, String>;
 
 fn start_and_measure(bench: &Bench, kind: TargetKind, backend_port: u16, script: &Path) -> Outcome {
+    start_and_measure_inner(bench, kind, backend_port, script)
+        .map_err(|reason| targets::one_line(&reason))
+}
+
+fn start_and_measure_inner(
+    bench: &Bench,
+    kind: TargetKind,
+    backend_port: u16,
+    script: &Path,
+) -> Outcome {
     let target = match kind {
         TargetKind::Wharf => crate::wharf_proxy::wharf_proxy_target(bench, "proxy-wharf")?,
         _ => {
@@ -399,6 +409,13 @@ mod tests {
         assert_eq!(result.socket_errors, 4);
         assert!(parse_wrk("no line", 8).is_err());
         assert!(parse_wrk("WHARF_BENCH requests=0 duration_us=1", 8).is_err());
+    }
+
+    #[test]
+    fn one_line_reasons() {
+        assert_eq!(crate::targets::one_line("a\n\n  b \nc"), "a / b / c");
+        let long = "x".repeat(500);
+        assert_eq!(crate::targets::one_line(&long).chars().count(), 402);
     }
 
     #[test]

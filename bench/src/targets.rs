@@ -114,6 +114,21 @@ pub fn log_tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
+/// A reason on one line for a table cell or note: lines joined with " / ", at most 400
+/// characters (the full text is in the target's log).
+pub fn one_line(reason: &str) -> String {
+    let joined = reason
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" / ");
+    match joined.char_indices().nth(400) {
+        Some((cut, _)) => format!("{} …", &joined[..cut]),
+        None => joined,
+    }
+}
+
 /// A free loopback port (bound and released; the target binds it moments later).
 pub fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("cannot bind a loopback port")?;

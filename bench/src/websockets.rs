@@ -138,6 +138,10 @@ fn mebibytes(kib: u64) -> String {
 type Outcome = Result<Held, String>;
 
 fn measure_kind(bench: &Bench, kind: TargetKind) -> Outcome {
+    measure_kind_inner(bench, kind).map_err(|reason| targets::one_line(&reason))
+}
+
+fn measure_kind_inner(bench: &Bench, kind: TargetKind) -> Outcome {
     if kind == TargetKind::Wharf {
         let target = crate::wharf_proxy::wharf_proxy_target(bench, "websockets-wharf")?;
         return hold(&target).map_err(|error| format!("{error:#}"));
@@ -220,7 +224,7 @@ pub fn measure(bench: &Bench) -> anyhow::Result<Section> {
             .find(|(kind, _)| *kind == wanted)
             .and_then(|(_, outcome)| outcome.as_ref().ok())
     };
-    let metric = format!("proxy RSS growth with {CONNECTIONS} idle WebSockets, per connection");
+    let metric = "proxy RSS growth with 10,000 idle WebSockets, per connection".to_owned();
     let mut row = Row::new(
         metric,
         find(TargetKind::Wharf).map_or("not measured".into(), |held| {
@@ -251,8 +255,16 @@ pub fn measure(bench: &Bench) -> anyhow::Result<Section> {
         })
         .collect();
     notes.push(format!(
-        "Open-file limit (RLIMIT_NOFILE) raised to {open_files} in the bench, inherited by every \
-         target it starts; a proxy holds two descriptors per connection."
+        "Open-file limit (RLIMIT_NOFILE) raised to {open_files} in the bench (as far as the hard \
+         limit allows), inherited by every target it starts; a single-process proxy holds two \
+         descriptors per connection, {} here.{}",
+        2 * CONNECTIONS,
+        if open_files < 2 * CONNECTIONS as u64 + 1000 {
+            " That is below what a single-process proxy needs: raise the hard limit (`ulimit -Hn`, \
+             or run as a user allowed to) for a fair Wharf number."
+        } else {
+            ""
+        }
     ));
     Ok(Section {
         title: "Idle WebSockets through the proxy".into(),

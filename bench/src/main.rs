@@ -14,6 +14,7 @@
 //! The `wharf` binary is `$WHARF_BIN`, else the `wharf` next to this program, else
 //! `target/release/wharf` under the workspace root.
 
+mod cold_start;
 mod dispatch;
 mod floor;
 mod grid;
@@ -41,7 +42,7 @@ use anyhow::{bail, Context};
 use crate::report::{MachineInfo, Section};
 
 const USAGE: &str = "\
-usage: wharf-bench [all|dispatch|throughput|rss|startup|upload-run|put-get|list|pattern|schedules|proxy|websockets]... [--no-write]
+usage: wharf-bench [all|dispatch|throughput|rss|startup|upload-run|put-get|list|pattern|schedules|proxy|websockets|cold-start]... [--no-write]
 
   all          every measurement (the default); rewrites docs/benchmarks.md
   dispatch     run dispatch overhead against the bubblewrap and plain-spawn floors
@@ -55,6 +56,7 @@ usage: wharf-bench [all|dispatch|throughput|rss|startup|upload-run|put-get|list|
   schedules    schedule lateness with 1,000 schedules; idle CPU with 10,000
   proxy        wrk through Wharf, nginx, configurable-http-proxy, express (8/64/256 conns)
   websockets   proxy memory with 10,000 idle WebSockets (Wharf, nginx, direct)
+  cold-start   first request to a scaled-to-zero Plumber app vs R's own start-up
   --no-write   print only; do not rewrite docs/benchmarks.md
 
 Build first: cargo build --release -p wharf -p wharf-bench
@@ -96,9 +98,10 @@ enum Measurement {
     Schedules,
     Proxy,
     WebSockets,
+    ColdStart,
 }
 
-const ALL: [Measurement; 11] = [
+const ALL: [Measurement; 12] = [
     Measurement::Dispatch,
     Measurement::Throughput,
     Measurement::Rss,
@@ -110,6 +113,7 @@ const ALL: [Measurement; 11] = [
     Measurement::Schedules,
     Measurement::Proxy,
     Measurement::WebSockets,
+    Measurement::ColdStart,
 ];
 
 fn run_measurement(bench: &Bench, measurement: Measurement) -> anyhow::Result<Section> {
@@ -125,6 +129,7 @@ fn run_measurement(bench: &Bench, measurement: Measurement) -> anyhow::Result<Se
         Measurement::Schedules => schedules::measure(bench),
         Measurement::Proxy => proxy::measure(bench),
         Measurement::WebSockets => websockets::measure(bench),
+        Measurement::ColdStart => cold_start::measure(bench),
     }
 }
 
@@ -189,6 +194,7 @@ fn parse_arguments() -> anyhow::Result<Option<Arguments>> {
             "schedules" => measurements.push(Measurement::Schedules),
             "proxy" => measurements.push(Measurement::Proxy),
             "websockets" => measurements.push(Measurement::WebSockets),
+            "cold-start" => measurements.push(Measurement::ColdStart),
             other => bail!("unknown argument {other:?}\n\n{USAGE}"),
         }
     }

@@ -197,6 +197,30 @@ impl Drop for Server {
         if let Err(error) = self.stop() {
             eprintln!("warning: stopping the server: {error:#}");
         }
+        self.stop_replicas();
+    }
+}
+
+impl Server {
+    /// Asks the supervisors of service replicas (which outlive the server by design) to
+    /// stop, so no replica outlives its benchmark.
+    pub fn stop_replicas(&self) {
+        let Ok(entries) = std::fs::read_dir(self.data_dir.join("replicas")) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let pid = std::fs::read_to_string(entry.path().join("shim.pid"))
+                .ok()
+                .and_then(|text| text.trim().parse::<libc::pid_t>().ok());
+            if let Some(pid) = pid {
+                if wharf_runtime::is_alive(&entry.path()).unwrap_or(false) {
+                    // SAFETY: the shim holds its lock while alive, so the pid is its own.
+                    unsafe {
+                        libc::kill(pid, libc::SIGTERM);
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -59,7 +59,10 @@ pub async fn forward(State(state): State<ApiState>, mut request: Request<Body>) 
     let identity = match crate::identity::identify(&state, request.headers()).await {
         Ok(identity) => identity,
         Err(error) => {
-            tracing::error!(?error, "Could not check a request's credentials for the proxy.");
+            tracing::error!(
+                ?error,
+                "Could not check a request's credentials for the proxy."
+            );
             return wharf_proxy::plain(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Wharf could not check the request's credentials; try again",

@@ -44,7 +44,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(cli::dispatch(cli)) {
+    let result = runtime.block_on(cli::dispatch(cli));
+    // Watchers of live runs and replicas wait on their supervisors' locks in blocking
+    // threads that end only with the workload; the server must not wait for them.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    match result {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");

@@ -309,6 +309,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let filter =
         tracing_subscriber::EnvFilter::try_new(&directives).context("invalid log_level")?;
     tracing_subscriber::fmt().with_env_filter(filter).init();
+    raise_open_file_limit();
 
     let listen: SocketAddr = config.listen.parse().map_err(|_| {
         anyhow::anyhow!(
@@ -400,6 +401,39 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     );
     control.store().close().await;
     Ok(())
+}
+
+/// Each proxied connection holds two descriptors (client and replica) and a WebSocket
+/// stays open for hours, so the soft limit on open files (often 1024) is raised to the
+/// hard limit, as web servers do.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let before = limit.rlim_cur;
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                tracing::debug!(
+                    before,
+                    after = limit.rlim_max,
+                    "Raised the open-file limit."
+                );
+            }
+        }
+        if limit.rlim_cur < 8192 {
+            tracing::warn!(
+                limit = limit.rlim_cur,
+                "The open-file limit is low; the proxy holds two per connection (raise it with `ulimit -n` or LimitNOFILE=)."
+            );
+        }
+    }
 }
 
 async fn shutdown_signal() {

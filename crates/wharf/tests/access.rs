@@ -360,7 +360,10 @@ fn a_logged_in_app_through_the_proxy_knows_its_user_until_logout() {
         "correct horse battery",
     );
     let app = common::app_folder(&[
-        ("wharf.toml", "name = \"who\"\n\n[service]\nhealth = \"/who\"\n"),
+        (
+            "wharf.toml",
+            "name = \"who\"\n\n[service]\nhealth = \"/who\"\n",
+        ),
         ("plumber.R", WHO_API),
     ]);
     server.deploy(app.path());

@@ -385,12 +385,16 @@ fn max_inflight_queues_then_answers_429_with_retry_after() {
         std::thread::spawn(move || reqwest::blocking::get(url).unwrap().status())
     };
     // Once the slow request holds the only slot, the next one waits, then gets a 429.
-    wait_for("the slow request to hold the slot", Duration::from_secs(30), || {
-        replicas(&server, "narrow")
-            .iter()
-            .any(|replica| replica["inflight"] == 1)
-            .then_some(())
-    });
+    wait_for(
+        "the slow request to hold the slot",
+        Duration::from_secs(30),
+        || {
+            replicas(&server, "narrow")
+                .iter()
+                .any(|replica| replica["inflight"] == 1)
+                .then_some(())
+        },
+    );
     let refused = reqwest::blocking::get(app_url(&server, "narrow", "/whoami")).unwrap();
     assert_eq!(refused.status(), 429);
     assert_eq!(refused.headers()["retry-after"], "1");

@@ -13,7 +13,7 @@ use crate::{Control, ControlError, ControlResult};
 
 /// How often a starting replica's health path is tried. Short, because it adds directly
 /// to every cold start.
-const PROBE_EVERY: Duration = Duration::from_millis(20);
+const PROBE_EVERY: Duration = Duration::from_millis(5);
 /// One probe's limit (an app busy starting may accept and answer late).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -16,6 +16,7 @@ mod events;
 mod git;
 mod health;
 mod hooks;
+mod invocations;
 mod logs;
 mod notify;
 mod proxy;
@@ -59,6 +60,8 @@ pub struct ApiState {
         schedules::pause_one, schedules::resume_one, schedules::create_trigger_url,
         schedules::trigger_run,
         services::list_replicas, services::replica_logs, services::metrics,
+        invocations::create_invocation, invocations::get_invocation,
+        invocations::list_invocations,
     ),
     components(schemas(
         dto::ErrorBody, dto::ErrorDetail, dto::WhoAmI, dto::AppInfo, dto::VersionInfo,
@@ -70,6 +73,8 @@ pub struct ApiState {
         dto::ChannelInfo, dto::ChannelTestResult, dto::NotificationInfo,
         dto::ScheduleInfo, dto::FireTimeInfo, dto::TriggerUrlRequest,
         dto::TriggerUrlCreated, dto::TriggerRunRequest, services::ReplicaInfo,
+        dto::InvocationAccepted, dto::InvocationInfo, dto::BodyInfo, dto::ResponseInfo,
+        dto::CallbackInfo, dto::AttemptInfo,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -154,6 +159,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/trigger/{app}", post(schedules::trigger_run))
         .route("/apps/{app}/replicas", get(services::list_replicas))
         .route("/replicas/{id}/logs", get(services::replica_logs))
+        // The body is read (and capped) by the handler: [invocations] max_request_size.
+        .route(
+            "/apps/{app}/invocations",
+            post(invocations::create_invocation).get(invocations::list_invocations),
+        )
+        .route("/invocations/{id}", get(invocations::get_invocation))
         .fallback(api_not_found)
         .layer(axum::middleware::map_response(error::json_errors));
     Router::new()

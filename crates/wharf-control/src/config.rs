@@ -70,6 +70,8 @@ pub struct ControlConfig {
     pub git_timeout: Duration,
     /// Notification channels and delivery settings.
     pub notify: crate::notify::NotifyConfig,
+    /// Asynchronous invocations of service apps.
+    pub invocations: crate::invocations::InvocationConfig,
 }
 
 impl ControlConfig {
@@ -91,6 +93,7 @@ impl ControlConfig {
             git_allow_local: false,
             git_timeout: Duration::from_secs(300),
             notify: crate::notify::NotifyConfig::default(),
+            invocations: crate::invocations::InvocationConfig::default(),
         }
     }
 }

@@ -69,6 +69,8 @@ pub struct ServerConfig {
     pub git_timeout: String,
     /// `[notify]`: notification channels and delivery settings.
     pub notify: crate::notify_config::NotifySettings,
+    /// `[invocations]`: asynchronous invocations of service apps.
+    pub invocations: crate::invocations_config::InvocationSettings,
 }
 
 impl Default for ServerConfig {
@@ -99,6 +101,7 @@ impl Default for ServerConfig {
             git_allow_local: false,
             git_timeout: "5m".into(),
             notify: Default::default(),
+            invocations: Default::default(),
         }
     }
 }
@@ -235,6 +238,7 @@ fn control_config(config: &ServerConfig) -> anyhow::Result<ControlConfig> {
     };
     control.notify =
         crate::notify_config::notify_config(&config.notify, &format!("http://{api_host}"))?;
+    control.invocations = crate::invocations_config::invocation_config(&config.invocations)?;
     Ok(control)
 }
 

@@ -69,4 +69,11 @@ echo
 echo "The input was renamed once processed:"
 "$WHARF" ls s3://input
 echo
+echo "Deploying examples/btc-api, a Plumber API, as a service behind the proxy…"
+"$WHARF" deploy examples/btc-api
+echo "GET $URL/apps/btc-api/price:"
+curl -fsS "$URL/apps/btc-api/price"
+echo
+echo "Also: $URL/apps/btc-api/chart.png and $URL/apps/btc-api/report in a browser; \`$WHARF ps btc-api\`."
+echo
 echo "Next: $WHARF runs, $WHARF events, $WHARF s3 keys create (for aws-cli, boto3, rclone), $WHARF --help"

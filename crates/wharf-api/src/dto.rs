@@ -313,3 +313,28 @@ pub struct NotificationInfo {
     /// When the next attempt is due (pending only).
     pub next_attempt_at: Option<String>,
 }
+
+/// One replica of a service app.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReplicaInfo {
+    pub id: String,
+    pub app: String,
+    pub version: i64,
+    /// starting, ready, draining or stopped.
+    pub state: String,
+    /// The port it listens on, on 127.0.0.1.
+    pub port: i64,
+    pub created_at: String,
+    pub ready_at: Option<String>,
+    pub stopped_at: Option<String>,
+    pub exit_code: Option<i64>,
+    pub exit_signal: Option<i64>,
+    /// How it ended, in words.
+    pub message: Option<String>,
+    /// Live counters from the proxy (absent once stopped).
+    pub inflight: Option<u32>,
+    pub sessions: Option<u32>,
+    pub websockets: Option<u32>,
+    pub requests: Option<u64>,
+    pub last_activity_at: Option<String>,
+}

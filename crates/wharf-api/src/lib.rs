@@ -72,7 +72,7 @@ pub struct ApiState {
         dto::HookResult, dto::GitDeployRequest, dto::GitSourceInfo, dto::GitDeployResult,
         dto::ChannelInfo, dto::ChannelTestResult, dto::NotificationInfo,
         dto::ScheduleInfo, dto::FireTimeInfo, dto::TriggerUrlRequest,
-        dto::TriggerUrlCreated, dto::TriggerRunRequest, services::ReplicaInfo,
+        dto::TriggerUrlCreated, dto::TriggerRunRequest, dto::ReplicaInfo,
         dto::InvocationAccepted, dto::InvocationInfo, dto::BodyInfo, dto::ResponseInfo,
         dto::CallbackInfo, dto::AttemptInfo,
     )),

@@ -4,38 +4,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use serde::Deserialize;
 
 use crate::auth::Caller;
-use crate::dto::{ErrorBody, LogPage};
+use crate::dto::{ErrorBody, LogPage, ReplicaInfo};
 use crate::logs::{check_offset, follow_log, log_page, LogQuery};
 use crate::{rfc3339, ApiResult, ApiState};
-
-/// One replica of a service app.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ReplicaInfo {
-    pub id: String,
-    pub app: String,
-    pub version: i64,
-    /// starting, ready, draining or stopped.
-    pub state: String,
-    /// The port it listens on, on 127.0.0.1.
-    pub port: i64,
-    pub created_at: String,
-    pub ready_at: Option<String>,
-    pub stopped_at: Option<String>,
-    pub exit_code: Option<i64>,
-    pub exit_signal: Option<i64>,
-    /// How it ended, in words.
-    pub message: Option<String>,
-    /// Live counters from the proxy (absent once stopped).
-    pub inflight: Option<u32>,
-    pub sessions: Option<u32>,
-    pub websockets: Option<u32>,
-    pub requests: Option<u64>,
-    pub last_activity_at: Option<String>,
-}
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct ReplicaQuery {

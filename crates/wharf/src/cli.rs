@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::{
     buckets, client, commands, deploy, events, follow, notify, s3cmd, s3ls, schedules, server,
+    services,
 };
 
 #[derive(Debug, Parser)]
@@ -47,8 +48,18 @@ pub enum Command {
     Runs(RunsArgs),
     /// Show one run.
     Status(RunJson),
-    /// Print a run's logs (RUN id, or APP for its latest run).
+    /// Print logs: of a run (RUN id, or a job APP for its latest run), of a service
+    /// APP's replicas, or of one REPLICA.
     Logs(LogsArgs),
+    /// List a service app's replicas with their state and load.
+    Ps {
+        app: String,
+        /// Include stopped replicas (with how they ended).
+        #[arg(long, short)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Cancel a queued or running run.
     Cancel { run: String },
     /// List or download the files a run wrote to $WHARF_OUTPUT_DIR.
@@ -192,6 +203,10 @@ pub struct DeployArgs {
     /// A file holding an SSH deploy key (private key) for a private repository.
     #[arg(long, value_name = "FILE", requires = "git")]
     pub ssh_key: Option<PathBuf>,
+    /// For a service: return at once instead of waiting for a replica of the new version
+    /// to be ready.
+    #[arg(long)]
+    pub no_wait: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -222,9 +237,9 @@ pub struct RunsArgs {
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    /// A run id, or an app name for its latest run.
+    /// A run id, an app name (a job's latest run, or a service's replicas), or a replica id.
     pub target: String,
-    /// Keep following new lines until the run ends.
+    /// Keep following new lines (until the run ends; for a service, until interrupted).
     #[arg(long, short)]
     pub follow: bool,
     #[arg(long)]
@@ -370,6 +385,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Runs(args) => commands::runs(args).await.and(ok),
         Command::Status(args) => commands::status(&args.run, args.json).await.and(ok),
         Command::Logs(args) => follow::logs(args).await,
+        Command::Ps { app, all, json } => services::ps(&app, all, json).await.and(ok),
         Command::Cancel { run } => commands::cancel(&run).await.and(ok),
         Command::Output(args) => commands::output(args).await.and(ok),
         Command::Whoami => commands::whoami().await.and(ok),

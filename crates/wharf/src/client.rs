@@ -108,6 +108,15 @@ impl Client {
         Err(self.status_error(response).await)
     }
 
+    /// Sends a request; turns only transport failures into messages (the caller looks at
+    /// the status).
+    pub async fn send_raw(&self, request: RequestBuilder) -> anyhow::Result<Response> {
+        request
+            .send()
+            .await
+            .map_err(|error| self.transport_error(error))
+    }
+
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let response = self.send(self.request(Method::GET, path)).await?;
         decode(response).await

@@ -106,6 +106,25 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
             .map(|c| c.to_string())
             .unwrap_or_default(),
     );
+    if manifest.get("kind").and_then(|k| k.as_str()) == Some("service") {
+        let min_replicas = manifest
+            .pointer("/service/min_replicas")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(1);
+        let url = format!("{}/apps/{}/", client.base, result.app.name);
+        if min_replicas == 0 {
+            println!("It starts on its first request: {url}");
+        } else if !args.no_wait {
+            crate::services::wait_until_ready(&client, &result.app.name, result.version.number)
+                .await?;
+            println!("Ready at {url}");
+        } else {
+            println!(
+                "Starting; it will be at {url} (`wharf ps {}` shows its replicas)",
+                result.app.name
+            );
+        }
+    }
     Ok(())
 }
 

@@ -57,7 +57,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 pub async fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
     let client = Client::from_env()?;
-    let run = resolve_run(&client, &args.target).await?;
+    if crate::services::service_app(&client, &args.target)
+        .await?
+        .is_some()
+    {
+        return crate::services::logs(&client, &args.target, args.follow, args.json).await;
+    }
+    let run = match resolve_run(&client, &args.target).await {
+        Ok(run) => run,
+        Err(error) => {
+            if crate::services::replica_logs(&client, &args.target, args.json).await? {
+                return Ok(ExitCode::SUCCESS);
+            }
+            return Err(error);
+        }
+    };
     if args.follow {
         let info = follow_run(&client, &run.id, args.json).await?;
         report_end(&client, &info);

@@ -18,6 +18,7 @@ mod s3ls;
 mod s3xml;
 mod schedules;
 mod server;
+mod services;
 mod sse;
 
 use std::process::ExitCode;

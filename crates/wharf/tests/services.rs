@@ -600,3 +600,32 @@ fn sessions_scale_a_shiny_app_out_and_back_in() {
             .then_some(())
     });
 }
+
+#[test]
+fn deploying_a_service_waits_for_it_and_reports_a_broken_one_with_its_log() {
+    let server = Server::start();
+    let folder = echo_api("waited", "access = \"public\"\nhealth = \"/whoami\"");
+    let output = server.deploy(folder.path());
+    assert!(output.contains("Ready at http://127.0.0.1:"), "{output}");
+    // Ready means ready: the first request after the deploy is answered.
+    let response = server
+        .http()
+        .get(app_url(&server, "waited", "/whoami"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let ps = server.cli_ok(&["ps", "waited"]);
+    assert!(ps.contains("ready"), "{ps}");
+    let logs = server.cli(&["logs", "waited"]);
+    assert!(logs.status.success());
+
+    let broken = app_folder(&[
+        ("wharf.toml", "name = \"broken\"\n"),
+        ("plumber.R", "stop(\"the model file is missing\")\n"),
+    ]);
+    let output = server.cli(&["deploy", broken.path().to_str().unwrap()]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("did not start"), "{stderr}");
+    assert!(stderr.contains("the model file is missing"), "{stderr}");
+}

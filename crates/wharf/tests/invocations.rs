@@ -26,7 +26,7 @@ function() {
 function(req) {
   input <- jsonlite::fromJSON(req$postBody)
   user <- req$HTTP_X_WHARF_USER
-  invocation <- req$HTTP_X_WHARF_INVOCATION
+  invocation <- req$HTTP_IDEMPOTENCY_KEY
   list(
     sum = sum(input$x),
     n = length(input$x),
@@ -289,7 +289,7 @@ fn invocations_that_cannot_be_taken_are_refused_clearly() {
         vec![b'7'; 2048],
     ));
     assert_eq!(status, 413);
-    assert!(message.contains("larger than 1 KiB"), "{message}");
+    assert!(message.contains("larger than 1KiB"), "{message}");
     assert!(message.contains("max_request_size"), "{message}");
 
     let (status, message) = error_of(invoke(&server, "nightly", &[], "text/plain", b"x".to_vec()));

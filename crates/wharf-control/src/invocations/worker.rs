@@ -24,8 +24,9 @@ const IDLE_SCAN: Duration = Duration::from_secs(60);
 const SCAN_BATCH: i64 = 500;
 /// How often old invocations are deleted.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
-/// The header that tells the app which invocation a request belongs to.
-pub const INVOCATION_HEADER: &str = "x-wharf-invocation";
+/// The header that tells the app which invocation a request belongs to: the same on every
+/// attempt, so an app can recognise a repeat (the proxy drops client `X-Wharf-*` headers).
+pub const INVOCATION_HEADER: &str = "idempotency-key";
 
 /// What a call of the app gave.
 enum CallResult {

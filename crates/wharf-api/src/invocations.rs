@@ -137,7 +137,12 @@ enum Bodies {
     },
 }
 
-fn body_info(content_type: Option<String>, size: i64, bytes: Option<Vec<u8>>, whole: bool) -> BodyInfo {
+fn body_info(
+    content_type: Option<String>,
+    size: i64,
+    bytes: Option<Vec<u8>>,
+    whole: bool,
+) -> BodyInfo {
     let mut info = BodyInfo {
         content_type,
         size,
@@ -149,10 +154,7 @@ fn body_info(content_type: Option<String>, size: i64, bytes: Option<Vec<u8>>, wh
             info.body = text;
             info.body_base64 = base64;
         } else {
-            info.preview = Some(wharf_model::invocation::body_preview(
-                &bytes,
-                PREVIEW_BYTES,
-            ));
+            info.preview = Some(wharf_model::invocation::body_preview(&bytes, PREVIEW_BYTES));
         }
     }
     info

@@ -134,7 +134,10 @@ impl TryFrom<InvocationRow> for Invocation {
         let response_headers = match &row.response_headers {
             None => Vec::new(),
             Some(text) => serde_json::from_str(text).map_err(|error| {
-                StoreError::Corrupt(format!("response headers of invocation {}: {error}", row.id))
+                StoreError::Corrupt(format!(
+                    "response headers of invocation {}: {error}",
+                    row.id
+                ))
             })?,
         };
         Ok(Invocation {
@@ -429,7 +432,9 @@ impl Store {
             CallbackOutcome::Retry { next_at, error } => {
                 (CallbackState::Pending, Some(*next_at), Some(error.as_str()))
             }
-            CallbackOutcome::GaveUp { error } => (CallbackState::Failed, None, Some(error.as_str())),
+            CallbackOutcome::GaveUp { error } => {
+                (CallbackState::Failed, None, Some(error.as_str()))
+            }
         };
         let mut tx = self.begin_write().await?;
         insert_attempt_in(&mut tx, id, "callback", attempt).await?;
@@ -566,7 +571,11 @@ mod tests {
         assert_eq!(again.state, InvocationState::Queued);
         assert_eq!(again.attempts, 1);
         // Not due as a callback while the invocation is not ended.
-        assert!(store.due_callbacks(now + 10_000, 10).await.unwrap().is_empty());
+        assert!(store
+            .due_callbacks(now + 10_000, 10)
+            .await
+            .unwrap()
+            .is_empty());
         assert!(store.claim_invocation("i1", now).await.unwrap());
         store
             .record_call(
@@ -592,8 +601,14 @@ mod tests {
         let later = crate::now_millis() + 1;
         let due = store.due_callbacks(later, 10).await.unwrap();
         assert_eq!(due.len(), 1);
-        assert!(store.claim_callback("i1", later, later + 60_000).await.unwrap());
-        assert!(!store.claim_callback("i1", later, later + 60_000).await.unwrap());
+        assert!(store
+            .claim_callback("i1", later, later + 60_000)
+            .await
+            .unwrap());
+        assert!(!store
+            .claim_callback("i1", later, later + 60_000)
+            .await
+            .unwrap());
         store
             .record_callback(
                 "i1",

@@ -102,7 +102,10 @@ fn error_of(response: reqwest::blocking::Response) -> (u16, String) {
     let body: Value = response.json().expect("JSON error");
     (
         status,
-        body["error"]["message"].as_str().unwrap_or_default().to_owned(),
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
     )
 }
 
@@ -212,10 +215,14 @@ fn an_invocation_is_queued_answered_audited_and_called_back_signed() {
         let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
         assert_eq!(signature, expected);
     }
-    let delivered = wait_for("the callback to be recorded", Duration::from_secs(20), || {
-        let info = server.get(&format!("/invocations/{id}"));
-        (info["callback"]["state"] == "sent").then_some(info)
-    });
+    let delivered = wait_for(
+        "the callback to be recorded",
+        Duration::from_secs(20),
+        || {
+            let info = server.get(&format!("/invocations/{id}"));
+            (info["callback"]["state"] == "sent").then_some(info)
+        },
+    );
     assert_eq!(
         delivered["callback"]["url"],
         callback_url.split('?').next().unwrap(),
@@ -277,7 +284,8 @@ fn an_invocation_is_queued_answered_audited_and_called_back_signed() {
 
 #[test]
 fn invocations_that_cannot_be_taken_are_refused_clearly() {
-    let server = Server::start_with("kill_grace = \"1s\"\n[invocations]\nmax_request_size = \"1KiB\"\n");
+    let server =
+        Server::start_with("kill_grace = \"1s\"\n[invocations]\nmax_request_size = \"1KiB\"\n");
     server.deploy(model_app("model", "").path());
     server.deploy(common::shell_job("nightly", "true", "").path());
 

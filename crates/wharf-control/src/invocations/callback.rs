@@ -21,8 +21,9 @@ pub fn check_callback_url(url: &str) -> Result<String, String> {
     if url.len() > 2048 {
         return Err("the callback URL is longer than 2048 characters".to_owned());
     }
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|error| format!("callback \"{url}\" is not a URL ({error}); write it like https://example.com/hook"))?;
+    let parsed = reqwest::Url::parse(url).map_err(|error| {
+        format!("callback \"{url}\" is not a URL ({error}); write it like https://example.com/hook")
+    })?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(format!(
             "callback \"{url}\" uses {}:, which Wharf does not call back; use an http or https URL",
@@ -239,11 +240,12 @@ impl Control {
             );
         }
         // The URL may carry a token: errors name the host only.
-        let response = request
-            .body(body)
-            .send()
-            .await
-            .map_err(|error| (None, format!("cannot reach the callback URL: {}", error.without_url())))?;
+        let response = request.body(body).send().await.map_err(|error| {
+            (
+                None,
+                format!("cannot reach the callback URL: {}", error.without_url()),
+            )
+        })?;
         let status = response.status();
         if status.is_success() {
             return Ok(status.as_u16());
@@ -277,7 +279,10 @@ mod tests {
     #[test]
     fn bodies_are_text_or_base64_and_headers_merge() {
         assert_eq!(text_or_base64(b"hi".to_vec()), (Some("hi".into()), None));
-        assert_eq!(text_or_base64(vec![0xff, 0x00]), (None, Some("/wA=".into())));
+        assert_eq!(
+            text_or_base64(vec![0xff, 0x00]),
+            (None, Some("/wA=".into()))
+        );
         let map = header_map(&[
             ("Vary".into(), "a".into()),
             ("vary".into(), "b".into()),

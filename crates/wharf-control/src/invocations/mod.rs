@@ -109,12 +109,16 @@ impl Control {
         if request.body.len() as u64 > limits.max_request_size {
             return Err(too_large(limits.max_request_size));
         }
-        let app = self.store().find_app(&request.app_name).await?.ok_or_else(|| {
-            ControlError::NotFound(format!(
-                "no app named {}; `wharf apps` lists them",
-                request.app_name
-            ))
-        })?;
+        let app = self
+            .store()
+            .find_app(&request.app_name)
+            .await?
+            .ok_or_else(|| {
+                ControlError::NotFound(format!(
+                    "no app named {}; `wharf apps` lists them",
+                    request.app_name
+                ))
+            })?;
         let version = app.active_version.ok_or_else(|| {
             ControlError::Conflict(format!(
                 "{} has no active version; deploy it first",
@@ -217,7 +221,11 @@ impl Control {
 
     /// The first `limit` bytes of the request body and of the response body (if any),
     /// for listings. A body that cannot be read shows as empty.
-    pub async fn invocation_body_prefixes(&self, id: &str, limit: usize) -> (Vec<u8>, Option<Vec<u8>>) {
+    pub async fn invocation_body_prefixes(
+        &self,
+        id: &str,
+        limit: usize,
+    ) -> (Vec<u8>, Option<Vec<u8>>) {
         let dir = self.invocation_dir(id);
         let read = move |name: &str| -> Option<Vec<u8>> {
             use std::io::Read;
@@ -226,9 +234,11 @@ impl Control {
             file.take(limit as u64).read_to_end(&mut prefix).ok()?;
             Some(prefix)
         };
-        tokio::task::spawn_blocking(move || (read(REQUEST_FILE).unwrap_or_default(), read(RESPONSE_FILE)))
-            .await
-            .unwrap_or_default()
+        tokio::task::spawn_blocking(move || {
+            (read(REQUEST_FILE).unwrap_or_default(), read(RESPONSE_FILE))
+        })
+        .await
+        .unwrap_or_default()
     }
 
     pub(crate) fn wake_invocations(&self) {

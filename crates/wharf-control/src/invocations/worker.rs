@@ -48,7 +48,10 @@ impl Control {
         match self.store().requeue_running_invocations().await {
             Ok(0) => {}
             Ok(count) => {
-                tracing::info!(count, "Invocations interrupted by the last stop are queued again.")
+                tracing::info!(
+                    count,
+                    "Invocations interrupted by the last stop are queued again."
+                )
             }
             Err(error) => tracing::error!(%error, "Could not queue interrupted invocations again."),
         }
@@ -380,7 +383,10 @@ impl Control {
     /// The app has no route: starting (retry) or gone (fail).
     async fn no_route(&self, app_name: &str) -> CallResult {
         let app = self.store().find_app(app_name).await.ok().flatten();
-        let is_service = match app.as_ref().and_then(|app| Some((app, app.active_version?))) {
+        let is_service = match app
+            .as_ref()
+            .and_then(|app| Some((app, app.active_version?)))
+        {
             Some((app, version)) => self
                 .manifest(&app.id, version)
                 .await

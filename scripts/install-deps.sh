@@ -2,7 +2,8 @@
 # Installs what Wharf and its tests need on Debian/Ubuntu, skipping what is present:
 # R with jsonlite, plumber and shiny (the examples), bubblewrap (the sandbox), curl, git (git-backed apps),
 # and the S3 clients the tests drive Wharf's S3 listener with: rclone, aws-cli and boto3,
-# and aiosmtpd (the SMTP server the notification tests send e-mail to).
+# and aiosmtpd (the SMTP server the notification tests send e-mail to); for the benchmarks,
+# nginx-light, wrk and (from npm) configurable-http-proxy, express and http-proxy-middleware.
 set -euo pipefail
 
 SUDO=""
@@ -26,6 +27,11 @@ command -v rclone >/dev/null 2>&1 || packages+=(rclone)
 command -v sqlite3 >/dev/null 2>&1 || packages+=(sqlite3)
 command -v openssl >/dev/null 2>&1 || packages+=(openssl)  # certificates for the SMTP TLS tests
 command -v python3 >/dev/null 2>&1 || packages+=(python3 python3-pip)
+# Proxy benchmark baselines (wharf-bench proxy / websockets): nginx, wrk, and node for the
+# npm proxies below.
+[ -x /usr/sbin/nginx ] || packages+=(nginx-light)
+command -v wrk >/dev/null 2>&1 || packages+=(wrk)
+command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 
 if [ ${#packages[@]} -gt 0 ]; then
   echo "Installing: ${packages[*]}"
@@ -54,6 +60,21 @@ if [ ${#python_packages[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${debian[@]}" >/dev/null
   fi
   hash -r
+fi
+
+# The npm proxy baselines for wharf-bench, in their own folder ($WHARF_BENCH_NODE).
+bench_node="${WHARF_BENCH_NODE:-/opt/wharf-bench-node}"
+if [ ! -d "$bench_node/node_modules/configurable-http-proxy" ] \
+  || [ ! -d "$bench_node/node_modules/express" ] \
+  || [ ! -d "$bench_node/node_modules/http-proxy-middleware" ]; then
+  echo "Installing from npm into $bench_node: configurable-http-proxy express http-proxy-middleware"
+  $SUDO mkdir -p "$bench_node"
+  [ -f "$bench_node/package.json" ] \
+    || echo '{"name": "wharf-bench-node", "private": true}' | $SUDO tee "$bench_node/package.json" >/dev/null
+  if ! $SUDO npm install --prefix "$bench_node" --no-audit --no-fund --silent \
+    configurable-http-proxy express http-proxy-middleware >/dev/null; then
+    echo "warning: npm install into $bench_node failed; the proxy benchmarks will skip those baselines" >&2
+  fi
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

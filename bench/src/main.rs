@@ -16,17 +16,22 @@
 
 mod dispatch;
 mod floor;
+mod grid;
 mod lifecycle;
 mod listing;
 mod objects;
 mod pattern;
 mod pattern_rules;
+mod proxy;
 mod report;
 mod s3;
 mod schedules;
 mod server;
+mod targets;
 mod throughput;
 mod upload_run;
+mod websockets;
+mod wharf_proxy;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -36,7 +41,7 @@ use anyhow::{bail, Context};
 use crate::report::{MachineInfo, Section};
 
 const USAGE: &str = "\
-usage: wharf-bench [all|dispatch|throughput|rss|startup|upload-run|put-get|list|pattern|schedules]... [--no-write]
+usage: wharf-bench [all|dispatch|throughput|rss|startup|upload-run|put-get|list|pattern|schedules|proxy|websockets]... [--no-write]
 
   all          every measurement (the default); rewrites docs/benchmarks.md
   dispatch     run dispatch overhead against the bubblewrap and plain-spawn floors
@@ -48,6 +53,8 @@ usage: wharf-bench [all|dispatch|throughput|rss|startup|upload-run|put-get|list|
   list         ListObjectsV2 pages over a bucket of 100,000 objects
   pattern      events per second against 100 event patterns (in process)
   schedules    schedule lateness with 1,000 schedules; idle CPU with 10,000
+  proxy        wrk through Wharf, nginx, configurable-http-proxy, express (8/64/256 conns)
+  websockets   proxy memory with 10,000 idle WebSockets (Wharf, nginx, direct)
   --no-write   print only; do not rewrite docs/benchmarks.md
 
 Build first: cargo build --release -p wharf -p wharf-bench
@@ -87,9 +94,11 @@ enum Measurement {
     List,
     Pattern,
     Schedules,
+    Proxy,
+    WebSockets,
 }
 
-const ALL: [Measurement; 9] = [
+const ALL: [Measurement; 11] = [
     Measurement::Dispatch,
     Measurement::Throughput,
     Measurement::Rss,
@@ -99,6 +108,8 @@ const ALL: [Measurement; 9] = [
     Measurement::List,
     Measurement::Pattern,
     Measurement::Schedules,
+    Measurement::Proxy,
+    Measurement::WebSockets,
 ];
 
 fn run_measurement(bench: &Bench, measurement: Measurement) -> anyhow::Result<Section> {
@@ -112,6 +123,8 @@ fn run_measurement(bench: &Bench, measurement: Measurement) -> anyhow::Result<Se
         Measurement::List => listing::measure(bench),
         Measurement::Pattern => pattern::measure(bench),
         Measurement::Schedules => schedules::measure(bench),
+        Measurement::Proxy => proxy::measure(bench),
+        Measurement::WebSockets => websockets::measure(bench),
     }
 }
 
@@ -174,6 +187,8 @@ fn parse_arguments() -> anyhow::Result<Option<Arguments>> {
             "list" => measurements.push(Measurement::List),
             "pattern" => measurements.push(Measurement::Pattern),
             "schedules" => measurements.push(Measurement::Schedules),
+            "proxy" => measurements.push(Measurement::Proxy),
+            "websockets" => measurements.push(Measurement::WebSockets),
             other => bail!("unknown argument {other:?}\n\n{USAGE}"),
         }
     }

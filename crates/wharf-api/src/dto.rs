@@ -11,6 +11,7 @@ pub use crate::invocations::{
 pub use crate::schedules::{
     FireTimeInfo, ScheduleInfo, TriggerRunRequest, TriggerUrlCreated, TriggerUrlRequest,
 };
+pub use crate::users::{PasswordChanged, PasswordRequest, UserCreateRequest, UserInfo};
 
 /// Every error response: `{"error": {"code": "...", "message": "..."}}`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -34,6 +35,10 @@ pub struct WhoAmI {
     /// listener is off.
     #[serde(default)]
     pub s3_endpoint: Option<String>,
+    /// What identified the caller: `token` (an API token) or `session` (a browser
+    /// session cookie).
+    #[serde(default)]
+    pub authenticated_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

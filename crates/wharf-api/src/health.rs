@@ -1,12 +1,12 @@
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 
 use wharf_control::RuntimeSandbox;
 
-use crate::auth::Caller;
-use crate::dto::{Readiness, WhoAmI};
-use crate::ApiState;
+use crate::dto::{ErrorBody, Readiness, WhoAmI};
+use crate::identity::{identify, Credential};
+use crate::{ApiError, ApiResult, ApiState};
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", security(()), responses((status = 200, description = "alive")))]
@@ -35,12 +35,26 @@ pub async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<Readines
     (status, Json(body))
 }
 
-/// Who the token belongs to.
-#[utoipa::path(get, path = "/api/v1/whoami", responses((status = 200, body = WhoAmI), (status = 401, body = crate::dto::ErrorBody)))]
-pub async fn whoami(caller: Caller, State(state): State<ApiState>) -> Json<WhoAmI> {
-    Json(WhoAmI {
-        user: caller.user,
-        role: caller.role,
+/// Who the API token or browser session belongs to.
+#[utoipa::path(get, path = "/api/v1/whoami", security(("bearer" = []), ("session" = [])),
+    responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
+pub async fn whoami(State(state): State<ApiState>, headers: HeaderMap) -> ApiResult<Json<WhoAmI>> {
+    let identity = identify(&state, &headers).await?.ok_or_else(|| {
+        ApiError::unauthorized(
+            "send an API token (`Authorization: Bearer TOKEN`) or log in at /login; \
+             the token or session given is not valid (revoked, expired or logged out)",
+        )
+    })?;
+    Ok(Json(WhoAmI {
+        user: identity.user,
+        role: identity.role,
         s3_endpoint: state.control.config().s3_endpoint.clone(),
-    })
+        authenticated_by: Some(
+            match identity.via {
+                Credential::BearerToken => "token",
+                Credential::SessionCookie => "session",
+            }
+            .to_owned(),
+        ),
+    }))
 }

@@ -5,7 +5,8 @@
 //! routing, then (inside `/api/v1`) the JSON error mapper, so even axum's own rejections
 //! and the body limit answer in the API's error shape; authentication is an extractor on each handler, so a handler without a
 //! `Caller` argument is public by construction (only the health endpoints are, and `/trigger/{app}`, which checks the app's own trigger
-//! secret).
+//! secret). The browser login (`/login`, `/logout`) sits outside `/api/v1`; its session cookie
+//! is accepted only by `whoami` and by [`identify`] (for apps), never by a `Caller`.
 
 mod apps;
 pub mod auth;
@@ -16,7 +17,9 @@ mod events;
 mod git;
 mod health;
 mod hooks;
+pub mod identity;
 mod invocations;
+mod login;
 mod logs;
 mod notify;
 mod proxy;
@@ -24,6 +27,7 @@ mod runs;
 mod s3keys;
 mod schedules;
 mod services;
+mod users;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{any, get, post};
@@ -32,6 +36,8 @@ use utoipa::OpenApi;
 use wharf_control::Control;
 
 pub use crate::error::{ApiError, ApiResult};
+pub use crate::identity::{identify, Credential, Identity};
+pub use crate::login::login_required_response;
 
 /// Largest JSON request body.
 pub const JSON_BODY_LIMIT: usize = 1024 * 1024;
@@ -60,6 +66,7 @@ pub struct ApiState {
         schedules::pause_one, schedules::resume_one, schedules::create_trigger_url,
         schedules::trigger_run,
         services::list_replicas, services::replica_logs, services::metrics,
+        users::list_users, users::create_user, users::set_password, users::delete_user,
         invocations::create_invocation, invocations::get_invocation,
         invocations::list_invocations,
     ),
@@ -73,6 +80,8 @@ pub struct ApiState {
         dto::ChannelInfo, dto::ChannelTestResult, dto::NotificationInfo,
         dto::ScheduleInfo, dto::FireTimeInfo, dto::TriggerUrlRequest,
         dto::TriggerUrlCreated, dto::TriggerRunRequest, dto::ReplicaInfo,
+        dto::TriggerUrlCreated, dto::TriggerRunRequest,
+        dto::UserInfo, dto::UserCreateRequest, dto::PasswordRequest, dto::PasswordChanged,
         dto::InvocationAccepted, dto::InvocationInfo, dto::BodyInfo, dto::ResponseInfo,
         dto::CallbackInfo, dto::AttemptInfo,
     )),
@@ -90,6 +99,13 @@ impl utoipa::Modify for BearerAuth {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        // The browser session cookie set by POST /login (accepted by whoami and apps).
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Cookie(
+                utoipa::openapi::security::ApiKeyValue::new(crate::identity::SESSION_COOKIE),
+            )),
         );
     }
 }
@@ -159,6 +175,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/trigger/{app}", post(schedules::trigger_run))
         .route("/apps/{app}/replicas", get(services::list_replicas))
         .route("/replicas/{id}/logs", get(services::replica_logs))
+        .route("/users", get(users::list_users).post(users::create_user))
+        .route("/users/{name}", axum::routing::delete(users::delete_user))
+        .route(
+            "/users/{name}/password",
+            axum::routing::put(users::set_password),
+        )
         // The body is read (and capped) by the handler: [invocations] max_request_size.
         .route(
             "/apps/{app}/invocations",
@@ -171,6 +193,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(services::metrics))
+        // The browser login (HTML, outside the JSON API).
+        .route("/login", get(login::login_page).post(login::login_submit))
+        .route("/logout", get(login::logout).post(login::logout))
         .nest("/api/v1", api)
         // Service apps, through the proxy (any method, WebSocket upgrades included).
         .route("/apps/{app}", any(proxy::redirect_to_slash))

@@ -14,6 +14,10 @@ use axum::http::{header, HeaderValue, Method, Request, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use wharf_proxy::{Access, ForwardContext};
 
+use wharf_model::access::AccessDecision;
+
+use crate::identity::Credential;
+
 use crate::ApiState;
 
 /// `/apps/NAME` → `/apps/NAME/` (the app's relative links need the slash).
@@ -52,12 +56,30 @@ pub async fn forward(State(state): State<ApiState>, mut request: Request<Body>) 
     };
     let prefix = format!("/apps/{app}");
 
-    let identity = match identify(&state, request.headers()).await {
+    let identity = match crate::identity::identify(&state, request.headers()).await {
         Ok(identity) => identity,
-        Err(response) => return response,
+        Err(error) => {
+            tracing::error!(
+                ?error,
+                "Could not check a request's credentials for the proxy."
+            );
+            return wharf_proxy::plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Wharf could not check the request's credentials; try again",
+            );
+        }
     };
-    if route.settings().access == Access::LoggedIn && identity.is_none() {
-        return login_required(&request);
+    let access = match route.settings().access {
+        Access::Public => "public",
+        Access::LoggedIn => "logged-in",
+    };
+    if wharf_model::access::decide(access, identity.is_some()) != AccessDecision::Allow {
+        let original = request
+            .uri()
+            .path_and_query()
+            .map(|value| value.as_str())
+            .unwrap_or("/");
+        return crate::login_required_response(original, request.headers());
     }
 
     let rest_and_query = match request.uri().query() {
@@ -74,83 +96,21 @@ pub async fn forward(State(state): State<ApiState>, mut request: Request<Body>) 
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0);
+    let scheme = if crate::identity::request_is_https(request.headers()) {
+        "https"
+    } else {
+        "http"
+    };
     let context = ForwardContext {
         client_addr,
-        strip_authorization: identity.as_ref().is_some_and(|identity| identity.by_token),
+        strip_authorization: identity
+            .as_ref()
+            .is_some_and(|identity| identity.via == Credential::BearerToken),
+        role: identity.as_ref().map(|identity| identity.role.clone()),
         user: identity.map(|identity| identity.user),
-        scheme: "http",
+        scheme,
     };
     wharf_proxy::forward(&route, request, &prefix, context).await
-}
-
-/// Who sent the request, if anyone Wharf knows.
-struct ProxyIdentity {
-    user: String,
-    /// Authenticated by an API token in `Authorization` (which the app must not see).
-    by_token: bool,
-}
-
-async fn identify(
-    state: &ApiState,
-    headers: &axum::http::HeaderMap,
-) -> Result<Option<ProxyIdentity>, Response> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| {
-            let (scheme, token) = value.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        })
-        .filter(|token| !token.is_empty());
-    let Some(token) = token else {
-        return Ok(None);
-    };
-    match state.control.authenticate(token).await {
-        Ok(Some(user)) => Ok(Some(ProxyIdentity {
-            user: user.name,
-            by_token: true,
-        })),
-        // A bearer token Wharf does not know may be the app's own: pass it on.
-        Ok(None) => Ok(None),
-        Err(error) => {
-            tracing::error!(%error, "Could not check a token for the proxy.");
-            Err(wharf_proxy::plain(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Wharf could not check the request's credentials; try again",
-            ))
-        }
-    }
-}
-
-/// Browsers go to the login page (and come back); other clients get a 401.
-fn login_required(request: &Request<Body>) -> Response {
-    let wants_html = request
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|accept| accept.contains("text/html"));
-    if wants_html && matches!(*request.method(), Method::GET | Method::HEAD) {
-        let original = request
-            .uri()
-            .path_and_query()
-            .map(|value| value.as_str())
-            .unwrap_or("/");
-        let location = format!("/login?next={}", percent_encode(original));
-        let mut response = StatusCode::SEE_OTHER.into_response();
-        if let Ok(value) = HeaderValue::from_str(&location) {
-            response.headers_mut().insert(header::LOCATION, value);
-        }
-        return response;
-    }
-    let mut response = wharf_proxy::plain(
-        StatusCode::UNAUTHORIZED,
-        "this app needs a login: sign in at /login, or send `Authorization: Bearer TOKEN`",
-    );
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"wharf\""),
-    );
-    response
 }
 
 async fn unknown_app(state: &ApiState, app: &str) -> Response {
@@ -162,17 +122,4 @@ async fn unknown_app(state: &ApiState, app: &str) -> Response {
         _ => format!("no app named {app}; `wharf apps` lists them"),
     };
     wharf_proxy::plain(StatusCode::NOT_FOUND, &message)
-}
-
-/// Percent-encodes everything but unreserved characters and `/`.
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~' | b'/') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }

@@ -70,6 +70,12 @@ pub struct ControlConfig {
     pub git_timeout: Duration,
     /// Notification channels and delivery settings.
     pub notify: crate::notify::NotifyConfig,
+    /// How long a browser session lasts after its login (absolute, not extended by use).
+    pub session_lifetime: Duration,
+    /// Failed logins for one user name allowed within `login_failure_window`; more are
+    /// refused (429) until the oldest leaves the window.
+    pub login_max_failures: u32,
+    pub login_failure_window: Duration,
     /// Asynchronous invocations of service apps.
     pub invocations: crate::invocations::InvocationConfig,
 }
@@ -93,6 +99,9 @@ impl ControlConfig {
             git_allow_local: false,
             git_timeout: Duration::from_secs(300),
             notify: crate::notify::NotifyConfig::default(),
+            session_lifetime: Duration::from_secs(7 * 24 * 3600),
+            login_max_failures: 10,
+            login_failure_window: Duration::from_secs(60),
             invocations: crate::invocations::InvocationConfig::default(),
         }
     }

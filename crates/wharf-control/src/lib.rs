@@ -28,6 +28,7 @@ mod runs;
 mod scheduler;
 mod schedules;
 mod services;
+mod users;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -49,8 +50,9 @@ pub use crate::invocations::{
 pub use crate::runs::{RunRequest, Trigger};
 pub use crate::scheduler::{schedule_idempotency_key, scheduled_slot};
 pub use crate::schedules::{FireTime, ScheduleView, NEXT_FIRES_SHOWN};
+pub use crate::users::{LoginOutcome, NewSession};
 pub use wharf_runtime::Sandbox as RuntimeSandbox;
-pub use wharf_store::{App, AppVersion, GitSource, Run, User};
+pub use wharf_store::{App, AppVersion, GitSource, Run, User, UserListing};
 
 /// The control plane. Cheap to clone.
 #[derive(Clone)]
@@ -83,6 +85,8 @@ struct Inner {
     invocations: crate::invocations::InvocationWorker,
     /// Cache of parsed manifests by (app id, version).
     manifests: std::sync::Mutex<HashMap<(String, i64), Arc<wharf_model::manifest::Manifest>>>,
+    /// The failed-login throttle and the limit on concurrent password work.
+    logins: crate::users::LoginGuard,
 }
 
 impl Control {
@@ -101,6 +105,8 @@ impl Control {
         ] {
             std::fs::create_dir_all(&dir).map_err(|source| ControlError::io(&dir, source))?;
         }
+        let logins =
+            crate::users::LoginGuard::new(config.login_max_failures, config.login_failure_window);
         let runtime = LocalRuntime::new(LocalRuntimeConfig {
             shim_exe: config.shim_exe.clone(),
             shim_args: config.shim_args.clone(),
@@ -121,6 +127,7 @@ impl Control {
                 git_apps: Default::default(),
                 routes: Default::default(),
                 services: Default::default(),
+                logins,
                 invocations: Default::default(),
             }),
         })
@@ -165,6 +172,8 @@ impl Control {
         tokio::spawn(self.inner.objects.clone().garbage_loop());
         let notifier = self.clone();
         tokio::spawn(async move { notifier.notification_loop().await });
+        let sessions = self.clone();
+        tokio::spawn(async move { sessions.session_sweep_loop().await });
         let invocations = self.clone();
         tokio::spawn(async move { invocations.invocation_loop().await });
         Ok(())

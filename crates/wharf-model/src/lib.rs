@@ -5,6 +5,7 @@
 //! Invariant: this crate does no I/O and depends on no other Wharf crate; everything here
 //! is a plain function that can be unit-tested without a runtime.
 
+pub mod access;
 pub mod archive;
 pub mod duration;
 pub mod firing;

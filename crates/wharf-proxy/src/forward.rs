@@ -36,6 +36,8 @@ pub struct ForwardContext {
     pub client_addr: Option<SocketAddr>,
     /// The authenticated user, passed to the app as `X-Wharf-User`.
     pub user: Option<String>,
+    /// The user's role, passed as `X-Wharf-Role`.
+    pub role: Option<String>,
     /// Drop the `Authorization` header: it held a Wharf API token.
     pub strip_authorization: bool,
     /// `http` or `https`, as the client reached Wharf.
@@ -444,6 +446,11 @@ fn upstream_request(
     if let Some(user) = &context.user {
         if let Ok(value) = HeaderValue::from_str(user) {
             headers.insert(HeaderName::from_static("x-wharf-user"), value);
+        }
+    }
+    if let Some(role) = &context.role {
+        if let Ok(value) = HeaderValue::from_str(role) {
+            headers.insert(HeaderName::from_static("x-wharf-role"), value);
         }
     }
     if context.strip_authorization {

@@ -16,6 +16,7 @@ pub mod replicas;
 pub mod runs;
 pub mod s3_keys;
 pub mod schedules;
+pub mod sessions;
 pub mod users;
 
 use std::path::Path;
@@ -37,6 +38,7 @@ pub use crate::replicas::{ReplicaEnd, ReplicaRow};
 pub use crate::runs::{NewRun, Run, RunOutcome};
 pub use crate::s3_keys::S3Key;
 pub use crate::schedules::{ScheduleAdvance, ScheduleState};
+pub use crate::sessions::{SessionRow, UserListing};
 pub use crate::users::{ApiToken, User};
 
 /// Errors of the store. Callers map them to user-facing errors; none carries SQL text

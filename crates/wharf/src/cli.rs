@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::{
     buckets, client, commands, deploy, events, follow, notify, s3cmd, s3ls, schedules, server,
-    services,
+    services, users,
 };
 
 #[derive(Debug, Parser)]
@@ -91,12 +91,58 @@ pub enum Command {
     Schedules(SchedulesArgs),
     /// Make an app's trigger URL, which starts runs without an API token (shown once).
     TriggerUrl(TriggerUrlArgs),
+    /// Local users (admins only): add, list, change a password, delete.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Call a service app (through the proxy), or queue an asynchronous invocation (--async).
     Invoke(crate::invoke::InvokeArgs),
     /// List a service app's asynchronous invocations: what it was asked and answered.
     Invocations(crate::invoke::InvocationsArgs),
     #[command(name = "__shim", hide = true)]
     Shim { run_dir: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user. Without --password-stdin the password is asked twice on a terminal,
+    /// or else generated and printed once.
+    Add {
+        name: String,
+        /// admin, publisher or viewer.
+        #[arg(long, default_value = "viewer")]
+        role: String,
+        /// Read the password from standard input (one trailing newline is removed).
+        #[arg(long, conflicts_with = "no_password")]
+        password_stdin: bool,
+        /// No password: the user cannot log in to the browser pages.
+        #[arg(long)]
+        no_password: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List users with their role, whether they have a password, and live sessions.
+    #[command(alias = "ls")]
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a user's password; the user's browser sessions end.
+    Passwd {
+        name: String,
+        /// Read the password from standard input (one trailing newline is removed).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Delete a user with its API tokens, sessions and S3 keys.
+    #[command(alias = "rm")]
+    Delete {
+        name: String,
+        /// Do not ask for confirmation.
+        #[arg(long, short)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -399,6 +445,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Notify { command } => notify::notify(command).await.and(ok),
         Command::Schedules(args) => schedules::schedules(args).await.and(ok),
         Command::TriggerUrl(args) => schedules::trigger_url(args).await.and(ok),
+        Command::User { command } => users::user(command).await.and(ok),
         Command::Invoke(args) => crate::invoke::invoke(args).await,
         Command::Invocations(args) => crate::invoke::invocations(args).await.and(ok),
         Command::Shim { run_dir } => {

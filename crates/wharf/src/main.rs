@@ -20,6 +20,7 @@ mod schedules;
 mod server;
 mod services;
 mod sse;
+mod users;
 
 use std::process::ExitCode;
 

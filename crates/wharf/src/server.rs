@@ -69,6 +69,11 @@ pub struct ServerConfig {
     pub git_timeout: String,
     /// `[notify]`: notification channels and delivery settings.
     pub notify: crate::notify_config::NotifySettings,
+    /// How long a browser session lasts after logging in (absolute; log in again after).
+    pub session_lifetime: String,
+    /// Failed logins allowed per user name within `login_failure_window` (then 429).
+    pub login_max_failures: u32,
+    pub login_failure_window: String,
     /// `[invocations]`: asynchronous invocations of service apps.
     pub invocations: crate::invocations_config::InvocationSettings,
 }
@@ -101,6 +106,9 @@ impl Default for ServerConfig {
             git_allow_local: false,
             git_timeout: "5m".into(),
             notify: Default::default(),
+            session_lifetime: "7d".into(),
+            login_max_failures: 10,
+            login_failure_window: "1m".into(),
             invocations: Default::default(),
         }
     }
@@ -119,7 +127,7 @@ fn default_data_dir() -> PathBuf {
 
 /// Keys that may come from `WHARF_*` variables (other WHARF_ variables, such as the
 /// client's WHARF_URL and WHARF_TOKEN, are not server settings).
-const ENV_KEYS: [&str; 23] = [
+const ENV_KEYS: &[&str] = &[
     "listen",
     "data_dir",
     "sandbox",
@@ -143,6 +151,9 @@ const ENV_KEYS: [&str; 23] = [
     "blob_s3_secret_access_key",
     "git_allow_local",
     "git_timeout",
+    "session_lifetime",
+    "login_max_failures",
+    "login_failure_window",
 ];
 
 fn load_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
@@ -155,7 +166,7 @@ fn load_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
         );
         figment = figment.merge(Toml::file_exact(path));
     }
-    figment = figment.merge(Env::prefixed("WHARF_").only(&ENV_KEYS));
+    figment = figment.merge(Env::prefixed("WHARF_").only(ENV_KEYS));
     if let Some(listen) = &args.listen {
         figment = figment.merge(("listen", listen));
     }
@@ -220,6 +231,22 @@ fn control_config(config: &ServerConfig) -> anyhow::Result<ControlConfig> {
     control.event_retention = setting("event_retention", &config.event_retention, parse_duration)?;
     control.git_allow_local = config.git_allow_local;
     control.git_timeout = setting("git_timeout", &config.git_timeout, parse_duration)?;
+    control.session_lifetime =
+        setting("session_lifetime", &config.session_lifetime, parse_duration)?;
+    anyhow::ensure!(
+        control.session_lifetime >= std::time::Duration::from_secs(60),
+        "invalid server configuration: session_lifetime must be at least 1m"
+    );
+    anyhow::ensure!(
+        config.login_max_failures > 0,
+        "invalid server configuration: login_max_failures must be at least 1"
+    );
+    control.login_max_failures = config.login_max_failures;
+    control.login_failure_window = setting(
+        "login_failure_window",
+        &config.login_failure_window,
+        parse_duration,
+    )?;
     control.s3_endpoint = s3_address(config)?.map(|address| {
         if config.s3_url.is_empty() {
             let host = if address.ip().is_unspecified() {

@@ -380,16 +380,23 @@ fn max_inflight_queues_then_answers_429_with_retry_after() {
     );
     server.deploy(folder.path());
     wait_ready(&server, "narrow", "/whoami");
-    let url = app_url(&server, "narrow", "/slow");
     let slow = {
-        let url = url.clone();
+        let url = app_url(&server, "narrow", "/slow");
         std::thread::spawn(move || reqwest::blocking::get(url).unwrap().status())
     };
     // Once the slow request holds the only slot, the next one waits, then gets a 429.
-    let refused = wait_for("a refused request", Duration::from_secs(30), || {
-        let response = reqwest::blocking::get(&url).ok()?;
-        (response.status() == 429).then_some(response)
-    });
+    wait_for(
+        "the slow request to hold the slot",
+        Duration::from_secs(30),
+        || {
+            replicas(&server, "narrow")
+                .iter()
+                .any(|replica| replica["inflight"] == 1)
+                .then_some(())
+        },
+    );
+    let refused = reqwest::blocking::get(app_url(&server, "narrow", "/whoami")).unwrap();
+    assert_eq!(refused.status(), 429);
     assert_eq!(refused.headers()["retry-after"], "1");
     assert!(refused.text().unwrap().contains("max_inflight"));
     assert_eq!(slow.join().unwrap(), 200);

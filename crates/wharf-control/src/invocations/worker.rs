@@ -316,9 +316,18 @@ impl Control {
                 }
             }
         };
+        // The user's role now (a deleted user's invocation goes without one).
+        let role = self
+            .store()
+            .find_user_by_name(&invocation.invoked_by)
+            .await
+            .ok()
+            .flatten()
+            .map(|user| user.role);
         let context = wharf_proxy::ForwardContext {
             client_addr: None,
             user: Some(invocation.invoked_by.clone()),
+            role,
             strip_authorization: false,
             scheme: "http",
         };

@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub use crate::invocations::{
+    AttemptInfo, BodyInfo, CallbackInfo, InvocationAccepted, InvocationInfo, ResponseInfo,
+};
 pub use crate::schedules::{
     FireTimeInfo, ScheduleInfo, TriggerRunRequest, TriggerUrlCreated, TriggerUrlRequest,
 };

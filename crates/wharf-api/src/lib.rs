@@ -18,6 +18,7 @@ mod git;
 mod health;
 mod hooks;
 pub mod identity;
+mod invocations;
 mod login;
 mod logs;
 mod notify;
@@ -66,6 +67,8 @@ pub struct ApiState {
         schedules::trigger_run,
         services::list_replicas, services::replica_logs, services::metrics,
         users::list_users, users::create_user, users::set_password, users::delete_user,
+        invocations::create_invocation, invocations::get_invocation,
+        invocations::list_invocations,
     ),
     components(schemas(
         dto::ErrorBody, dto::ErrorDetail, dto::WhoAmI, dto::AppInfo, dto::VersionInfo,
@@ -79,6 +82,8 @@ pub struct ApiState {
         dto::TriggerUrlCreated, dto::TriggerRunRequest, dto::ReplicaInfo,
         dto::TriggerUrlCreated, dto::TriggerRunRequest,
         dto::UserInfo, dto::UserCreateRequest, dto::PasswordRequest, dto::PasswordChanged,
+        dto::InvocationAccepted, dto::InvocationInfo, dto::BodyInfo, dto::ResponseInfo,
+        dto::CallbackInfo, dto::AttemptInfo,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -176,6 +181,12 @@ pub fn router(state: ApiState) -> Router {
             "/users/{name}/password",
             axum::routing::put(users::set_password),
         )
+        // The body is read (and capped) by the handler: [invocations] max_request_size.
+        .route(
+            "/apps/{app}/invocations",
+            post(invocations::create_invocation).get(invocations::list_invocations),
+        )
+        .route("/invocations/{id}", get(invocations::get_invocation))
         .fallback(api_not_found)
         .layer(axum::middleware::map_response(error::json_errors));
     Router::new()

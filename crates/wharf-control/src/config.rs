@@ -76,6 +76,8 @@ pub struct ControlConfig {
     /// refused (429) until the oldest leaves the window.
     pub login_max_failures: u32,
     pub login_failure_window: Duration,
+    /// Asynchronous invocations of service apps.
+    pub invocations: crate::invocations::InvocationConfig,
 }
 
 impl ControlConfig {
@@ -100,6 +102,7 @@ impl ControlConfig {
             session_lifetime: Duration::from_secs(7 * 24 * 3600),
             login_max_failures: 10,
             login_failure_window: Duration::from_secs(60),
+            invocations: crate::invocations::InvocationConfig::default(),
         }
     }
 }

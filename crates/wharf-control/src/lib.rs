@@ -9,6 +9,7 @@
 //! DATA/apps/NAME/uploads/            bundles being received
 //! DATA/runs/RUN_ID/                  one folder per run: spec, log, status, work/{input,output,tmp}
 //! DATA/replicas/REPLICA_ID/          the same layout, for each replica of a service
+//! DATA/invocations/ID/{request,response}  an asynchronous invocation's bodies
 //! ```
 
 mod auth;
@@ -18,6 +19,7 @@ mod dispatcher;
 mod error;
 mod executor;
 mod git;
+mod invocations;
 mod io;
 pub mod notify;
 mod reconcile;
@@ -41,6 +43,10 @@ pub use crate::config::{ControlConfig, SandboxPolicy};
 pub use crate::deploy::{DeployOutcome, UploadStream};
 pub use crate::error::{ControlError, ControlResult};
 pub use crate::git::{FetchedSource, GitCredential, GitDeploy};
+pub use crate::invocations::{
+    check_callback_url, header_map, text_or_base64, CallbackDocument, InvocationConfig,
+    InvocationDetails, InvocationRequest,
+};
 pub use crate::runs::{RunRequest, Trigger};
 pub use crate::scheduler::{schedule_idempotency_key, scheduled_slot};
 pub use crate::schedules::{FireTime, ScheduleView, NEXT_FIRES_SHOWN};
@@ -75,6 +81,8 @@ struct Inner {
     routes: Arc<wharf_proxy::Routes>,
     /// The supervisors of service apps.
     services: crate::services::Services,
+    /// Wakes the invocation worker.
+    invocations: crate::invocations::InvocationWorker,
     /// Cache of parsed manifests by (app id, version).
     manifests: std::sync::Mutex<HashMap<(String, i64), Arc<wharf_model::manifest::Manifest>>>,
     /// The failed-login throttle and the limit on concurrent password work.
@@ -120,6 +128,7 @@ impl Control {
                 routes: Default::default(),
                 services: Default::default(),
                 logins,
+                invocations: Default::default(),
             }),
         })
     }
@@ -165,6 +174,8 @@ impl Control {
         tokio::spawn(async move { notifier.notification_loop().await });
         let sessions = self.clone();
         tokio::spawn(async move { sessions.session_sweep_loop().await });
+        let invocations = self.clone();
+        tokio::spawn(async move { invocations.invocation_loop().await });
         Ok(())
     }
 

@@ -9,6 +9,7 @@ pub mod access;
 pub mod archive;
 pub mod duration;
 pub mod firing;
+pub mod invocation;
 pub mod manifest;
 pub mod name;
 pub mod notify;

@@ -9,6 +9,7 @@
 pub mod apps;
 pub mod events;
 pub mod git;
+pub mod invocations;
 pub mod notifications;
 pub mod objects;
 pub mod replicas;
@@ -28,6 +29,9 @@ use sqlx::SqlitePool;
 pub use crate::apps::{App, AppVersion, NewVersion};
 pub use crate::events::{EventRow, NewEvent};
 pub use crate::git::GitSource;
+pub use crate::invocations::{
+    CallOutcome, CallbackOutcome, FinishedCall, Invocation, InvocationAttempt, NewInvocation,
+};
 pub use crate::notifications::{DeliveryAttempt, NewNotification, Notification, NotificationState};
 pub use crate::objects::{Bucket, MultipartUploadRow, ObjectRow, PartRow};
 pub use crate::replicas::{ReplicaEnd, ReplicaRow};

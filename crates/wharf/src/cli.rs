@@ -96,6 +96,10 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Call a service app (through the proxy), or queue an asynchronous invocation (--async).
+    Invoke(crate::invoke::InvokeArgs),
+    /// List a service app's asynchronous invocations: what it was asked and answered.
+    Invocations(crate::invoke::InvocationsArgs),
     #[command(name = "__shim", hide = true)]
     Shim { run_dir: PathBuf },
 }
@@ -442,6 +446,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schedules(args) => schedules::schedules(args).await.and(ok),
         Command::TriggerUrl(args) => schedules::trigger_url(args).await.and(ok),
         Command::User { command } => users::user(command).await.and(ok),
+        Command::Invoke(args) => crate::invoke::invoke(args).await,
+        Command::Invocations(args) => crate::invoke::invocations(args).await.and(ok),
         Command::Shim { run_dir } => {
             let code = wharf_runtime::shim_main(&run_dir);
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))

@@ -8,6 +8,8 @@ mod deploy;
 mod events;
 mod follow;
 mod git;
+mod invocations_config;
+mod invoke;
 mod notify;
 mod notify_config;
 mod s3client;

@@ -74,6 +74,8 @@ pub struct ServerConfig {
     /// Failed logins allowed per user name within `login_failure_window` (then 429).
     pub login_max_failures: u32,
     pub login_failure_window: String,
+    /// `[invocations]`: asynchronous invocations of service apps.
+    pub invocations: crate::invocations_config::InvocationSettings,
 }
 
 impl Default for ServerConfig {
@@ -107,6 +109,7 @@ impl Default for ServerConfig {
             session_lifetime: "7d".into(),
             login_max_failures: 10,
             login_failure_window: "1m".into(),
+            invocations: Default::default(),
         }
     }
 }
@@ -262,6 +265,7 @@ fn control_config(config: &ServerConfig) -> anyhow::Result<ControlConfig> {
     };
     control.notify =
         crate::notify_config::notify_config(&config.notify, &format!("http://{api_host}"))?;
+    control.invocations = crate::invocations_config::invocation_config(&config.invocations)?;
     Ok(control)
 }
 

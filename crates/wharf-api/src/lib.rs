@@ -80,7 +80,6 @@ pub struct ApiState {
         dto::ChannelInfo, dto::ChannelTestResult, dto::NotificationInfo,
         dto::ScheduleInfo, dto::FireTimeInfo, dto::TriggerUrlRequest,
         dto::TriggerUrlCreated, dto::TriggerRunRequest, dto::ReplicaInfo,
-        dto::TriggerUrlCreated, dto::TriggerRunRequest,
         dto::UserInfo, dto::UserCreateRequest, dto::PasswordRequest, dto::PasswordChanged,
         dto::InvocationAccepted, dto::InvocationInfo, dto::BodyInfo, dto::ResponseInfo,
         dto::CallbackInfo, dto::AttemptInfo,

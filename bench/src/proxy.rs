@@ -136,7 +136,8 @@ fn start_and_measure_inner(
     measure_target(&target, script).map_err(|error| format!("{error:#}"))
 }
 
-fn requests_per_second(count: f64) -> String {
+/// A count rounded and grouped by thousands: 1234567 → "1,234,567".
+pub(crate) fn grouped(count: f64) -> String {
     let rounded = count.round() as u64;
     let digits = rounded.to_string();
     let (head, rest) = digits.split_at(digits.len() % 3);
@@ -192,7 +193,7 @@ fn grid_rows(outcomes: &[(TargetKind, Outcome)]) -> Vec<Vec<String>> {
             rows.push(vec![
                 kind.label().to_owned(),
                 connections.to_string(),
-                requests_per_second(result.requests_per_second),
+                grouped(result.requests_per_second),
                 ratio,
                 format!("{:.3} ms", result.p50_ms),
                 format!("{:.3} ms", result.p99_ms),
@@ -238,7 +239,7 @@ fn throughput_goal_rows(
             let metric = format!("req/s vs {}, {connections} connections", baseline.label());
             let wharf_text = match (wharf, at(wharf, *connections)) {
                 (Err(_), _) | (_, None) => "not measured".to_owned(),
-                (_, Some(result)) => requests_per_second(result.requests_per_second),
+                (_, Some(result)) => grouped(result.requests_per_second),
             };
             let mut row = Row::new(metric, wharf_text);
             let goal_text = format!("≥ {goal}× {}", baseline.label());
@@ -246,11 +247,11 @@ fn throughput_goal_rows(
                 (Some(wharf), Some(other)) => {
                     let ratio = wharf.requests_per_second / other.requests_per_second;
                     row = row
-                        .baseline(requests_per_second(other.requests_per_second), ratio)
+                        .baseline(grouped(other.requests_per_second), ratio)
                         .goal(goal_text, ratio >= goal);
                 }
                 (None, Some(other)) => {
-                    row.baseline = requests_per_second(other.requests_per_second);
+                    row.baseline = grouped(other.requests_per_second);
                     row.goal = goal_text;
                 }
                 (_, None) => {
@@ -395,7 +396,7 @@ pub fn measure(bench: &Bench) -> anyhow::Result<Section> {
 
 #[cfg(test)]
 mod tests {
-    use crate::proxy::{parse_wrk, requests_per_second};
+    use crate::proxy::{grouped, parse_wrk};
 
     #[test]
     fn wrk_line() {
@@ -420,8 +421,8 @@ mod tests {
 
     #[test]
     fn grouping() {
-        assert_eq!(requests_per_second(999.4), "999");
-        assert_eq!(requests_per_second(1234567.0), "1,234,567");
-        assert_eq!(requests_per_second(100000.0), "100,000");
+        assert_eq!(grouped(999.4), "999");
+        assert_eq!(grouped(1234567.0), "1,234,567");
+        assert_eq!(grouped(100000.0), "100,000");
     }
 }

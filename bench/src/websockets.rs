@@ -246,7 +246,7 @@ pub fn measure(bench: &Bench) -> anyhow::Result<Section> {
     };
     let metric = format!(
         "proxy RSS growth with {} idle WebSockets, per connection",
-        grid_count(connections())
+        crate::proxy::grouped(connections() as f64)
     );
     let mut row = Row::new(
         metric,
@@ -313,17 +313,4 @@ pub fn measure(bench: &Bench) -> anyhow::Result<Section> {
         notes,
         subcommand: "websockets",
     })
-}
-
-/// 9500 → "9,500".
-fn grid_count(count: usize) -> String {
-    let digits = count.to_string();
-    let mut out = String::new();
-    for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
 }

@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use crate::{now_millis, Store, StoreError, StoreResult};
+use crate::{now_millis, Store, StoreResult};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct User {
@@ -29,29 +29,9 @@ impl Store {
         Ok(row.try_get("n")?)
     }
 
+    /// Creates a user without a password (API tokens only).
     pub async fn create_user(&self, id: &str, name: &str, role: &str) -> StoreResult<User> {
-        let created_at = now_millis();
-        let inserted = sqlx::query(
-            "INSERT INTO users (id, name, role, created_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(id)
-        .bind(name)
-        .bind(role)
-        .bind(created_at)
-        .execute(&self.pool)
-        .await?;
-        if inserted.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!(
-                "user \"{name}\" already exists"
-            )));
-        }
-        Ok(User {
-            id: id.to_owned(),
-            name: name.to_owned(),
-            role: role.to_owned(),
-            created_at,
-        })
+        self.create_user_with_password(id, name, role, None).await
     }
 
     pub async fn find_user_by_id(&self, id: &str) -> StoreResult<Option<User>> {

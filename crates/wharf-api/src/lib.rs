@@ -14,6 +14,7 @@ mod buckets;
 pub mod dto;
 mod error;
 mod events;
+pub mod front;
 mod git;
 mod health;
 mod hooks;
@@ -30,7 +31,7 @@ mod services;
 mod users;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{any, get, post};
+use axum::routing::{get, post};
 use axum::Router;
 use utoipa::OpenApi;
 use wharf_control::Control;
@@ -196,10 +197,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/login", get(login::login_page).post(login::login_submit))
         .route("/logout", get(login::logout).post(login::logout))
         .nest("/api/v1", api)
-        // Service apps, through the proxy (any method, WebSocket upgrades included).
-        .route("/apps/{app}", any(proxy::redirect_to_slash))
-        .route("/apps/{app}/", any(proxy::forward))
-        .route("/apps/{app}/{*rest}", any(proxy::forward))
+        // Service apps (`/apps/...`) never reach the router: the front proxies them.
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .layer(
             tower_http::trace::TraceLayer::new_for_http()

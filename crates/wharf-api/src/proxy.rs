@@ -1,4 +1,6 @@
-//! The proxy mount: `/apps/NAME/...` goes to a replica of the service app NAME.
+//! The proxy mount: `/apps/NAME/...` goes to a replica of the service app NAME. The front
+//! ([`crate::front`]) calls [`serve`] on its own thread for every path under `/apps/`;
+//! anything that needs the store runs on the main runtime.
 //!
 //! The steps, in this order: find the app's route (404 for unknown apps and jobs); decide
 //! access (a `logged-in` app sends browsers to the login page and API clients a 401
@@ -9,19 +11,34 @@
 use std::net::SocketAddr;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderValue, Method, Request, StatusCode, Uri};
+use axum::extract::ConnectInfo;
+use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use tokio::runtime::Handle;
 use wharf_proxy::{Access, ForwardContext};
 
 use wharf_model::access::AccessDecision;
 
-use crate::identity::Credential;
+use crate::error::ApiError;
+use crate::identity::{Credential, Identity};
 
 use crate::ApiState;
 
+/// A request under `/apps/`, on a front thread; `main` runs what needs the store.
+pub(crate) async fn serve(state: &ApiState, main: &Handle, request: Request<Body>) -> Response {
+    let path = request.uri().path();
+    let is_app_root = path
+        .strip_prefix("/apps/")
+        .is_some_and(|app| !app.is_empty() && !app.contains('/'));
+    if is_app_root {
+        redirect_to_slash(request)
+    } else {
+        forward(state, main, request).await
+    }
+}
+
 /// `/apps/NAME` → `/apps/NAME/` (the app's relative links need the slash).
-pub async fn redirect_to_slash(request: Request<Body>) -> Response {
+fn redirect_to_slash(request: Request<Body>) -> Response {
     let uri = request.uri();
     let location = match uri.query() {
         Some(query) => format!("{}/?{query}", uri.path()),
@@ -40,7 +57,7 @@ pub async fn redirect_to_slash(request: Request<Body>) -> Response {
 }
 
 /// Everything under `/apps/NAME/`.
-pub async fn forward(State(state): State<ApiState>, mut request: Request<Body>) -> Response {
+async fn forward(state: &ApiState, main: &Handle, mut request: Request<Body>) -> Response {
     let path = request.uri().path().to_owned();
     let Some((app, rest)) = path
         .strip_prefix("/apps/")
@@ -52,11 +69,17 @@ pub async fn forward(State(state): State<ApiState>, mut request: Request<Body>) 
         );
     };
     let Some(route) = state.control.routes().get(app) else {
-        return unknown_app(&state, app).await;
+        let (state, app) = (state.clone(), app.to_owned());
+        return main
+            .spawn(async move { unknown_app(&state, &app).await })
+            .await
+            .unwrap_or_else(|_| {
+                wharf_proxy::plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+            });
     };
     let prefix = format!("/apps/{app}");
 
-    let identity = match crate::identity::identify(&state, request.headers()).await {
+    let identity = match identify(state, main, request.headers()).await {
         Ok(identity) => identity,
         Err(error) => {
             tracing::error!(
@@ -111,6 +134,24 @@ pub async fn forward(State(state): State<ApiState>, mut request: Request<Body>) 
         scheme,
     };
     wharf_proxy::forward(&route, request, &prefix, context).await
+}
+
+/// Who sent the request, looked up on the main runtime (only when it carries a
+/// credential: anonymous requests to public apps never wait for the store).
+async fn identify(
+    state: &ApiState,
+    main: &Handle,
+    headers: &HeaderMap,
+) -> Result<Option<Identity>, ApiError> {
+    if crate::identity::bearer_token(headers).is_none()
+        && crate::identity::session_tokens(headers).is_empty()
+    {
+        return Ok(None);
+    }
+    let (state, headers) = (state.clone(), headers.clone());
+    main.spawn(async move { crate::identity::identify(&state, &headers).await })
+        .await
+        .unwrap_or_else(|error| Err(ApiError::internal(error)))
 }
 
 async fn unknown_app(state: &ApiState, app: &str) -> Response {

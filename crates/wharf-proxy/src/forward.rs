@@ -18,10 +18,12 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
 
+use crate::pool::{self, ConnectError, Pooled};
 use crate::routes::{AppRoute, InflightGuard, Replica, ReplicaState, RouteSettings};
 
 /// The sticky-session cookie (`REPLICA~SESSION`), scoped to the app's path.
@@ -55,7 +57,7 @@ pub async fn forward(
 ) -> Response<Body> {
     let started = Instant::now();
     route.touch();
-    let (settings, client) = route.settings_and_client();
+    let settings = route.settings();
     let sticky = settings
         .sticky
         .then(|| sticky_cookie(request.headers()))
@@ -105,22 +107,21 @@ pub async fn forward(
     let websocket = is_websocket_upgrade(&request);
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
     let session_id = sticky_session_of(&new_session_cookie, &sticky);
-    let upstream = match upstream_request(request, &replica, prefix, &context, websocket) {
-        Ok(upstream) => upstream,
-        Err(response) => return *response,
-    };
-    let sent = tokio::time::timeout(settings.read_timeout, client.request(upstream)).await;
-    let mut response = match sent {
-        Ok(Ok(response)) => response,
+    let upstream = upstream_request(request, &replica, prefix, &context, websocket);
+    let sent = tokio::time::timeout(
+        settings.read_timeout,
+        send(replica.addr, settings.connect_timeout, upstream),
+    )
+    .await;
+    let (mut response, mut connection) = match sent {
+        Ok(Ok(sent)) => sent,
         Ok(Err(error)) => {
             tracing::warn!(app = %route.name, replica = %replica.id, %error, "The replica did not answer.");
             let response = plain(
                 StatusCode::BAD_GATEWAY,
                 &format!(
-                    "{} could not be reached (replica {}): {}",
-                    route.name,
-                    replica.id,
-                    describe_client_error(&error)
+                    "{} could not be reached (replica {}): {error}",
+                    route.name, replica.id,
                 ),
             );
             route
@@ -155,6 +156,7 @@ pub async fn forward(
         }
     }
     if upgraded {
+        connection.discard();
         if let Some(client_upgrade) = client_upgrade {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
             let websocket_guard = replica.begin_websocket(session_id);
@@ -185,6 +187,7 @@ pub async fn forward(
         Body::new(GuardedBody {
             body,
             _guard: guard,
+            _connection: connection,
         }),
     )
 }
@@ -408,22 +411,21 @@ fn upstream_request(
     prefix: &str,
     context: &ForwardContext,
     websocket: bool,
-) -> Result<Request<Body>, Box<Response<Body>>> {
+) -> Request<Body> {
     let (mut parts, body) = request.into_parts();
-    let path_and_query = parts
+    // HTTP/2 clients name the host in the URI, not in a header.
+    let authority_host = parts
         .uri
-        .path_and_query()
-        .map(|value| value.as_str())
-        .unwrap_or("/");
-    let uri: Uri = format!("http://{}{}", replica.addr, path_and_query)
-        .parse()
-        .map_err(|_| {
-            Box::new(plain(
-                StatusCode::BAD_REQUEST,
-                "the request path is not a valid URI",
-            ))
-        })?;
-    parts.uri = uri;
+        .authority()
+        .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok());
+    // Origin form (`/path?query`): the connection already goes to the replica.
+    parts.uri = Uri::from(
+        parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+    );
     parts.version = http::Version::HTTP_11;
     let headers = &mut parts.headers;
     let websocket_upgrade = websocket
@@ -457,7 +459,7 @@ fn upstream_request(
         headers.remove(header::AUTHORIZATION);
     }
     strip_wharf_cookies(headers);
-    let host = headers.get(header::HOST).cloned();
+    let host = headers.get(header::HOST).cloned().or(authority_host);
     if let Some(ip) = context.client_addr.map(|address| address.ip()) {
         append_forwarded_for(headers, ip);
     }
@@ -469,13 +471,21 @@ fn upstream_request(
             "http"
         }),
     );
-    if let Some(host) = host {
-        headers.insert(HeaderName::from_static("x-forwarded-host"), host);
+    match host {
+        Some(host) => {
+            headers.insert(header::HOST, host.clone());
+            headers.insert(HeaderName::from_static("x-forwarded-host"), host);
+        }
+        None => {
+            if let Ok(value) = HeaderValue::from_str(&replica.addr.to_string()) {
+                headers.insert(header::HOST, value);
+            }
+        }
     }
     if let Ok(value) = HeaderValue::from_str(prefix) {
         headers.insert(HeaderName::from_static("x-forwarded-prefix"), value);
     }
-    Ok(Request::from_parts(parts, body))
+    Request::from_parts(parts, body)
 }
 
 fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
@@ -536,9 +546,12 @@ fn clean_response_headers(
 }
 
 /// A response body that holds the request's slot until it is finished (or dropped).
+/// Dropped after the slot's guard, the connection goes back to the pool only once the body
+/// ended (hyper closes one whose body was abandoned).
 struct GuardedBody {
     body: Incoming,
     _guard: InflightGuard,
+    _connection: Pooled,
 }
 
 impl http_body::Body for GuardedBody {
@@ -572,14 +585,48 @@ pub fn plain(status: StatusCode, message: &str) -> Response<Body> {
     response
 }
 
-fn describe_client_error(error: &hyper_util::client::legacy::Error) -> String {
-    if error.is_connect() {
-        "connection refused or timed out (connect_timeout)".to_owned()
-    } else {
-        use std::error::Error;
-        match error.source() {
-            Some(source) => source.to_string(),
-            None => error.to_string(),
+/// Why a request could not be sent to a replica, or got no answer.
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    #[error("{0}")]
+    Connect(#[from] ConnectError),
+    #[error("{}", describe_hyper_error(.0))]
+    Http(#[from] hyper::Error),
+}
+
+fn describe_hyper_error(error: &hyper::Error) -> String {
+    use std::error::Error;
+    match error.source() {
+        Some(source) => format!("{error}: {source}"),
+        None => error.to_string(),
+    }
+}
+
+/// Sends `request` on a pooled connection to `addr`. A pooled connection the replica
+/// closed before the request went out (its keep-alive ran out just then) hands the
+/// request back, and it is sent once more on a new connection.
+async fn send(
+    addr: SocketAddr,
+    connect_timeout: Duration,
+    request: Request<Body>,
+) -> Result<(Response<Incoming>, Pooled), SendError> {
+    let mut connection = pool::checkout(addr, connect_timeout).await?;
+    let request = match connection.sender().try_send_request(request).await {
+        Ok(response) => return Ok((response, connection)),
+        Err(mut error) => {
+            connection.discard();
+            match error.take_message() {
+                Some(request) if connection.reused => request,
+                _ => return Err(error.into_error().into()),
+            }
+        }
+    };
+    let mut connection = pool::connect(addr, connect_timeout).await?;
+    match connection.sender().try_send_request(request).await {
+        Ok(response) => Ok((response, connection)),
+        Err(error) => {
+            connection.discard();
+            Err(error.into_error().into())
         }
     }
 }
@@ -671,5 +718,97 @@ mod tests {
         let mut map = HeaderMap::new();
         append_forwarded_for(&mut map, "::1".parse().unwrap());
         assert_eq!(map["x-forwarded-for"], "::1");
+    }
+}
+
+#[cfg(test)]
+mod send_tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A replica on a free port that answers `ok` to each request and, when `close_after`
+    /// is set, closes every connection after its first answer (a keep-alive of zero).
+    async fn replica(close_after: bool) -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buffer = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    loop {
+                        let read = stream.read(&mut chunk).await.unwrap_or(0);
+                        if read == 0 {
+                            return;
+                        }
+                        buffer.extend_from_slice(&chunk[..read]);
+                        while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buffer.drain(..end + 4);
+                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if stream.write_all(answer).await.is_err() || close_after {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    async fn get(addr: SocketAddr) -> String {
+        let request = Request::builder()
+            .uri("/")
+            .header(header::HOST, "test")
+            .body(Body::empty())
+            .unwrap();
+        let (response, connection) = send(addr, Duration::from_secs(5), request)
+            .await
+            .expect("the request reaches the replica");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        // Back to the pool once the body ended, as GuardedBody does.
+        drop(connection);
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn keep_alive_connections_are_reused() {
+        let (addr, accepted) = replica(false).await;
+        for _ in 0..5 {
+            assert_eq!(get(addr).await, "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(pool::idle_count(addr), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_replica_closed_is_replaced_without_failing_the_request() {
+        let (addr, accepted) = replica(true).await;
+        for _ in 0..5 {
+            assert_eq!(get(addr).await, "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 5);
+    }
+
+    #[tokio::test]
+    async fn a_replica_that_is_not_listening_is_a_connect_error() {
+        let addr = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap()
+        };
+        let request = Request::new(Body::empty());
+        let error = send(addr, Duration::from_secs(5), request)
+            .await
+            .err()
+            .expect("nothing listens there");
+        assert!(error.to_string().starts_with("cannot connect"), "{error}");
     }
 }

@@ -10,8 +10,6 @@ use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
 use tokio::sync::Notify;
 
 use crate::metrics::AppMetrics;
@@ -90,12 +88,10 @@ impl Routes {
     }
 }
 
-pub(crate) type UpstreamClient = Client<HttpConnector, axum::body::Body>;
-
 /// One app's replicas, settings and counters.
 pub struct AppRoute {
     pub name: String,
-    settings: RwLock<(RouteSettings, UpstreamClient)>,
+    settings: RwLock<RouteSettings>,
     replicas: RwLock<Vec<Arc<Replica>>>,
     /// Notified (all waiters) when a replica became ready or a slot was freed.
     pub(crate) changed: Notify,
@@ -110,10 +106,9 @@ pub struct AppRoute {
 
 impl AppRoute {
     fn new(name: &str, settings: RouteSettings) -> AppRoute {
-        let client = upstream_client(&settings);
         AppRoute {
             name: name.to_owned(),
-            settings: RwLock::new((settings, client)),
+            settings: RwLock::new(settings),
             replicas: RwLock::new(Vec::new()),
             changed: Notify::new(),
             demand: Notify::new(),
@@ -124,20 +119,11 @@ impl AppRoute {
     }
 
     pub fn settings(&self) -> RouteSettings {
-        read(&self.settings).0.clone()
-    }
-
-    pub(crate) fn settings_and_client(&self) -> (RouteSettings, UpstreamClient) {
-        let guard = read(&self.settings);
-        (guard.0.clone(), guard.1.clone())
+        read(&self.settings).clone()
     }
 
     pub fn set_settings(&self, settings: RouteSettings) {
-        let mut guard = write(&self.settings);
-        if guard.0 != settings {
-            let client = upstream_client(&settings);
-            *guard = (settings, client);
-        }
+        *write(&self.settings) = settings;
     }
 
     /// Adds a replica (in state `Starting` unless set otherwise).
@@ -425,16 +411,6 @@ impl Drop for WebSocketGuard {
         }
         self.replica.websockets.fetch_sub(1, Ordering::AcqRel);
     }
-}
-
-fn upstream_client(settings: &RouteSettings) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(settings.connect_timeout));
-    Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(1024)
-        .build(connector)
 }
 
 pub(crate) fn unix_millis() -> i64 {

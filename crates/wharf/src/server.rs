@@ -33,6 +33,8 @@ pub struct ServerArgs {
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     pub listen: String,
+    /// Threads that serve HTTP connections and proxy requests to apps; 0: one per core.
+    pub http_threads: u32,
     pub data_dir: PathBuf,
     pub sandbox: SandboxPolicy,
     pub sandbox_ro_binds: Vec<PathBuf>,
@@ -82,6 +84,7 @@ impl Default for ServerConfig {
     fn default() -> ServerConfig {
         ServerConfig {
             listen: "127.0.0.1:8080".into(),
+            http_threads: 0,
             data_dir: default_data_dir(),
             sandbox: SandboxPolicy::Auto,
             sandbox_ro_binds: Vec::new(),
@@ -129,6 +132,7 @@ fn default_data_dir() -> PathBuf {
 /// client's WHARF_URL and WHARF_TOKEN, are not server settings).
 const ENV_KEYS: &[&str] = &[
     "listen",
+    "http_threads",
     "data_dir",
     "sandbox",
     "kill_grace",
@@ -385,15 +389,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             },
         ))
     });
-    let app = wharf_api::router(wharf_api::ApiState {
+    let state = wharf_api::ApiState {
         control: control.clone(),
-    });
+    };
     tracing::info!(%listen, s3 = ?s3_address, data_dir = %data_dir.display(), sandbox = ?control.sandbox(), "Wharf is ready.");
-    axum::serve(
+    wharf_api::front::serve(
         listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        state,
+        config.http_threads as usize,
+        shutdown_signal(),
     )
-    .with_graceful_shutdown(shutdown_signal())
     .await
     .context("the HTTP server failed")?;
     let _ = s3_stop.send(());

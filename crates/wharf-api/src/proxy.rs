@@ -58,10 +58,12 @@ fn redirect_to_slash(request: Request<Body>) -> Response {
 
 /// Everything under `/apps/NAME/`.
 async fn forward(state: &ApiState, main: &Handle, mut request: Request<Body>) -> Response {
-    let path = request.uri().path().to_owned();
-    let Some((app, rest)) = path
+    let Some(app) = request
+        .uri()
+        .path()
         .strip_prefix("/apps/")
         .and_then(|tail| tail.split_once('/'))
+        .map(|(app, _)| app)
     else {
         return wharf_proxy::plain(
             StatusCode::NOT_FOUND,
@@ -77,7 +79,12 @@ async fn forward(state: &ApiState, main: &Handle, mut request: Request<Body>) ->
                 wharf_proxy::plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
             });
     };
-    let prefix = format!("/apps/{app}");
+    // The app's own path and query: what follows `/apps/NAME`.
+    let app_uri = request
+        .uri()
+        .path_and_query()
+        .and_then(|whole| whole.as_str().get(route.prefix().len()..))
+        .and_then(|rest| Uri::try_from(rest).ok());
 
     let identity = match identify(state, main, request.headers()).await {
         Ok(identity) => identity,
@@ -105,13 +112,9 @@ async fn forward(state: &ApiState, main: &Handle, mut request: Request<Body>) ->
         return crate::login_required_response(original, request.headers());
     }
 
-    let rest_and_query = match request.uri().query() {
-        Some(query) => format!("/{rest}?{query}"),
-        None => format!("/{rest}"),
-    };
-    match rest_and_query.parse::<Uri>() {
-        Ok(uri) => *request.uri_mut() = uri,
-        Err(_) => {
+    match app_uri {
+        Some(uri) => *request.uri_mut() = uri,
+        None => {
             return wharf_proxy::plain(StatusCode::BAD_REQUEST, "the request path is not valid")
         }
     }
@@ -133,7 +136,7 @@ async fn forward(state: &ApiState, main: &Handle, mut request: Request<Body>) ->
         user: identity.map(|identity| identity.user),
         scheme,
     };
-    wharf_proxy::forward(&route, request, &prefix, context).await
+    wharf_proxy::forward(&route, request, context).await
 }
 
 /// Who sent the request, looked up on the main runtime (only when it carries a

@@ -48,13 +48,13 @@ pub struct ForwardContext {
 
 /// Forwards `request` — whose path is the app's path (`/` and below, the `/apps/NAME`
 /// prefix already removed) — to a replica of `route`, and returns the response to send.
-/// `prefix` is the removed prefix (`/apps/NAME`), sent as `X-Forwarded-Prefix`.
+/// The removed prefix (`/apps/NAME`) is sent as `X-Forwarded-Prefix`.
 pub async fn forward(
     route: &Arc<AppRoute>,
     mut request: Request<Body>,
-    prefix: &str,
     context: ForwardContext,
 ) -> Response<Body> {
+    let prefix = route.prefix();
     let started = Instant::now();
     route.touch();
     let settings = route.settings();
@@ -107,7 +107,7 @@ pub async fn forward(
     let websocket = is_websocket_upgrade(&request);
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
     let session_id = sticky_session_of(&new_session_cookie, &sticky);
-    let upstream = upstream_request(request, &replica, prefix, &context, websocket);
+    let upstream = upstream_request(request, &replica, route, &context, websocket);
     let sent = tokio::time::timeout(
         settings.read_timeout,
         send(replica.addr, settings.connect_timeout, upstream),
@@ -235,6 +235,10 @@ async fn admit(
     settings: &RouteSettings,
     sticky_replica: Option<&str>,
 ) -> Result<(Arc<Replica>, InflightGuard), Refusal> {
+    // Usually a replica takes it at once, without registering for wake-ups.
+    if let (Some(admitted), _) = try_admit(route, settings, sticky_replica) {
+        return Ok(admitted);
+    }
     let started = Instant::now();
     let mut waiting = None;
     let mut had_ready = true;
@@ -244,22 +248,16 @@ async fn admit(
         tokio::pin!(changed);
         changed.as_mut().enable();
 
-        let replicas = route.replicas();
-        let any_ready = replicas
-            .iter()
-            .any(|replica| replica.state() == ReplicaState::Ready);
-        let candidate = choose(&replicas, sticky_replica);
-        if let Some(replica) = candidate {
-            if let Some(guard) = replica.try_begin_request(settings.max_inflight) {
-                if waiting.is_some() {
-                    if had_ready {
-                        route.metrics.observe_queue_wait(started.elapsed());
-                    } else {
-                        route.metrics.observe_cold_start(started.elapsed());
-                    }
+        let (admitted, any_ready) = try_admit(route, settings, sticky_replica);
+        if let Some(admitted) = admitted {
+            if waiting.is_some() {
+                if had_ready {
+                    route.metrics.observe_queue_wait(started.elapsed());
+                } else {
+                    route.metrics.observe_cold_start(started.elapsed());
                 }
-                return Ok((replica, guard));
             }
+            return Ok(admitted);
         }
         if waiting.is_none() {
             had_ready = any_ready;
@@ -287,9 +285,31 @@ async fn admit(
     }
 }
 
+/// One look at the replicas: the chosen one with its slot taken, if it had one free, and
+/// whether any replica is ready at all.
+fn try_admit(
+    route: &AppRoute,
+    settings: &RouteSettings,
+    sticky_replica: Option<&str>,
+) -> (Option<(Arc<Replica>, InflightGuard)>, bool) {
+    route.with_replicas(|replicas| {
+        let any_ready = replicas
+            .iter()
+            .any(|replica| replica.state() == ReplicaState::Ready);
+        let admitted = choose(replicas, sticky_replica).and_then(|replica| {
+            let guard = replica.try_begin_request(settings.max_inflight)?;
+            Some((replica.clone(), guard))
+        });
+        (admitted, any_ready)
+    })
+}
+
 /// The replica for a request: its sticky replica if that still serves (ready or
 /// draining), else the ready replica with the least load.
-fn choose(replicas: &[Arc<Replica>], sticky_replica: Option<&str>) -> Option<Arc<Replica>> {
+fn choose<'a>(
+    replicas: &'a [Arc<Replica>],
+    sticky_replica: Option<&str>,
+) -> Option<&'a Arc<Replica>> {
     if let Some(id) = sticky_replica {
         if let Some(replica) = replicas.iter().find(|replica| {
             replica.id == id
@@ -298,14 +318,13 @@ fn choose(replicas: &[Arc<Replica>], sticky_replica: Option<&str>) -> Option<Arc
                     ReplicaState::Ready | ReplicaState::Draining
                 )
         }) {
-            return Some(replica.clone());
+            return Some(replica);
         }
     }
     replicas
         .iter()
         .filter(|replica| replica.state() == ReplicaState::Ready)
         .min_by_key(|replica| replica.routing_load())
-        .cloned()
 }
 
 struct StickyCookie {
@@ -392,6 +411,13 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 /// Removes hop-by-hop headers: the fixed list, `Upgrade`, and those `Connection` names.
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Usually there is none: one pass over the names instead of a lookup per name.
+    let any = headers
+        .keys()
+        .any(|name| *name == header::UPGRADE || HOP_BY_HOP.contains(name));
+    if !any {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -408,7 +434,7 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
 fn upstream_request(
     request: Request<Body>,
     replica: &Replica,
-    prefix: &str,
+    route: &AppRoute,
     context: &ForwardContext,
     websocket: bool,
 ) -> Request<Body> {
@@ -482,9 +508,10 @@ fn upstream_request(
             }
         }
     }
-    if let Ok(value) = HeaderValue::from_str(prefix) {
-        headers.insert(HeaderName::from_static("x-forwarded-prefix"), value);
-    }
+    headers.insert(
+        HeaderName::from_static("x-forwarded-prefix"),
+        route.prefix_header.clone(),
+    );
     Request::from_parts(parts, body)
 }
 

@@ -119,10 +119,26 @@ pub(crate) async fn connect(
     })
 }
 
+/// How many of the most recently used idle connections are looked at for one that is
+/// ready now (whose previous exchange its driver has finished).
+const READY_SCAN: usize = 8;
+
 fn take_idle(addr: SocketAddr) -> Option<SendRequest<Body>> {
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         let list = idle.get_mut(&addr)?;
+        // The newest connection may still be finishing its last exchange; an older one
+        // that is ready now saves waiting for its driver.
+        let scan_from = list.len().saturating_sub(READY_SCAN);
+        if let Some(position) = list[scan_from..]
+            .iter()
+            .rposition(|entry| entry.sender.is_ready())
+        {
+            let entry = list.remove(scan_from + position);
+            if entry.since.elapsed() < IDLE_LIMIT {
+                return Some(entry.sender);
+            }
+        }
         while let Some(entry) = list.pop() {
             if !entry.sender.is_closed() && entry.since.elapsed() < IDLE_LIMIT {
                 return Some(entry.sender);

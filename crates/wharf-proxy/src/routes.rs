@@ -91,6 +91,9 @@ impl Routes {
 /// One app's replicas, settings and counters.
 pub struct AppRoute {
     pub name: String,
+    /// `/apps/NAME`, and as a header value (`X-Forwarded-Prefix`).
+    prefix: String,
+    pub(crate) prefix_header: http::HeaderValue,
     settings: RwLock<RouteSettings>,
     replicas: RwLock<Vec<Arc<Replica>>>,
     /// Notified (all waiters) when a replica became ready or a slot was freed.
@@ -106,8 +109,12 @@ pub struct AppRoute {
 
 impl AppRoute {
     fn new(name: &str, settings: RouteSettings) -> AppRoute {
+        let prefix = format!("/apps/{name}");
         AppRoute {
             name: name.to_owned(),
+            prefix_header: http::HeaderValue::from_str(&prefix)
+                .unwrap_or_else(|_| http::HeaderValue::from_static("/apps")),
+            prefix,
             settings: RwLock::new(settings),
             replicas: RwLock::new(Vec::new()),
             changed: Notify::new(),
@@ -116,6 +123,11 @@ impl AppRoute {
             last_activity_ms: AtomicI64::new(0),
             metrics: AppMetrics::default(),
         }
+    }
+
+    /// `/apps/NAME`: where the app is mounted.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     pub fn settings(&self) -> RouteSettings {
@@ -155,6 +167,11 @@ impl AppRoute {
 
     pub fn replicas(&self) -> Vec<Arc<Replica>> {
         read(&self.replicas).clone()
+    }
+
+    /// Runs `look` on the replicas, under the read lock (keep it short, no `.await`).
+    pub(crate) fn with_replicas<T>(&self, look: impl FnOnce(&[Arc<Replica>]) -> T) -> T {
+        look(&read(&self.replicas))
     }
 
     /// Requests held because no replica could take them.

@@ -331,8 +331,7 @@ impl Control {
             strip_authorization: false,
             scheme: "http",
         };
-        let prefix = format!("/apps/{}", invocation.app_name);
-        let response = wharf_proxy::forward(&route, request, &prefix, context).await;
+        let response = wharf_proxy::forward(&route, request, context).await;
         let status = response.status().as_u16();
         let headers: Vec<(String, String)> = response
             .headers()

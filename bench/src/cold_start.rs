@@ -5,7 +5,10 @@
 //! timed from the spawn to the first HTTP answer, polling every millisecond. Wharf: the
 //! same app deployed with `min_replicas = 0`, timed from sending the first request through
 //! the proxy to its answer (the proxy holds it while the replica starts); the app then
-//! goes back to zero (`idle_timeout`) before the next sample.
+//! goes back to zero (`idle_timeout`) before the next sample. The three kinds of sample
+//! (direct, Wharf sandboxed, Wharf with the sandbox off) take turns, so that a change in
+//! the machine's speed during the run (R's start time varies by ±20% here) affects them
+//! alike.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::Path;
@@ -19,7 +22,7 @@ use crate::server::{ApiClient, Server, ServerOptions};
 use crate::targets::http_status;
 use crate::Bench;
 
-const SAMPLES: usize = 7;
+const SAMPLES: usize = 11;
 const GOAL_MS: f64 = 50.0;
 const PLUMBER: &str = "#* @get /hello\nfunction() list(ok = TRUE)\n";
 const EXPRESSION: &str = "plumber::pr_run(plumber::pr('plumber.R'), host = '127.0.0.1', port = as.integer(Sys.getenv('PORT')))";
@@ -35,9 +38,17 @@ fn direct_sample(app_dir: &Path) -> anyhow::Result<f64> {
     let port = free_port()?;
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let started = Instant::now();
+    // The environment a replica gets (only PATH, HOME, TMPDIR and the app's variables), so
+    // that both start R alike.
+
+    let home = std::env::temp_dir();
     let mut child = Command::new("Rscript")
         .args(["-e", EXPRESSION])
         .current_dir(app_dir)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", &home)
+        .env("TMPDIR", &home)
         .env("PORT", port.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -78,13 +89,16 @@ pub fn measure(bench: &Bench) -> anyhow::Result<Section> {
         "name = \"lazy\"\n\n[service]\naccess = \"public\"\nhealth = \"/hello\"\nmin_replicas = 0\nidle_timeout = \"1s\"\ndrain_timeout = \"0s\"\n",
     )?;
 
-    let mut direct = Vec::new();
-    for _ in 0..SAMPLES {
+    let mut sandboxed_app = LazyApp::start(bench, &scratch, &app_dir, "required")?;
+    let mut unsandboxed_app = LazyApp::start(bench, &scratch, &app_dir, "off")?;
+    let (mut direct, mut sandboxed, mut unsandboxed) = (Vec::new(), Vec::new(), Vec::new());
+    for sample in 0..SAMPLES {
         direct.push(direct_sample(&app_dir)?);
+        sandboxed.push(sandboxed_app.sample(sample)?);
+        unsandboxed.push(unsandboxed_app.sample(sample)?);
     }
-
-    let sandboxed = wharf_samples(bench, &scratch, &app_dir, "required")?;
-    let unsandboxed = wharf_samples(bench, &scratch, &app_dir, "off")?;
+    sandboxed_app.stop()?;
+    unsandboxed_app.stop()?;
 
     let direct_summary = summarize(&direct).context("no direct samples")?;
     let wharf_summary = summarize(&sandboxed).context("no Wharf samples")?;
@@ -119,11 +133,14 @@ pub fn measure(bench: &Bench) -> anyhow::Result<Section> {
         method: format!(
             "A Plumber app with one endpoint, deployed with `min_replicas = 0`. Wharf: the time from \
              sending `GET /apps/lazy/hello` to its answer, while the proxy holds the request and a \
-             replica starts in its bubblewrap sandbox (probed every 5 ms; once more with `sandbox = \"off\"`); then the \
-             app returns to zero (`idle_timeout = \"1s\"`) before the next sample. Baseline: R's own \
-             readiness time, `Rscript -e plumber::pr_run(...)` started directly and polled every \
-             millisecond until it answers. {SAMPLES} samples each; the overhead is the difference of \
-             the medians."
+             replica starts in its bubblewrap sandbox (a replica started for a waiting request is \
+             ready once it accepts connections, tried every millisecond, so the held request is \
+             the app's first; once more with `sandbox = \"off\"`); then the app returns to zero \
+             (`idle_timeout = \"1s\"`) before the next sample. Baseline: R's own readiness time, \
+             `Rscript -e plumber::pr_run(...)` started directly, with the environment a replica gets \
+             (`PATH`, `HOME`, `TMPDIR`, `PORT` only), and polled with `GET /hello` every \
+             millisecond until it answers. {SAMPLES} samples each, the three kinds taking turns; \
+             the overhead is the difference of the medians."
         ),
         rows,
         notes: Vec::new(),
@@ -131,28 +148,36 @@ pub fn measure(bench: &Bench) -> anyhow::Result<Section> {
     })
 }
 
-/// The first-request times of the app through a Wharf server with this sandbox setting.
-fn wharf_samples(
-    bench: &Bench,
-    scratch: &Path,
-    app_dir: &Path,
-    sandbox: &'static str,
-) -> anyhow::Result<Vec<f64>> {
-    let options = ServerOptions {
-        sandbox,
-        ..ServerOptions::default()
-    };
-    let data = scratch.join(format!("data-{sandbox}"));
-    let mut server = Server::spawn(&bench.wharf_bin, &data, scratch, &options)?;
-    server.wait_ready(Duration::from_millis(5), Duration::from_secs(30))?;
-    let client = ApiClient::new(&server)?;
-    client.deploy("lazy", app_dir)?;
-    let mut samples = Vec::new();
-    for sample in 0..SAMPLES {
-        // At zero: no live replica.
+/// The app deployed on a Wharf server of its own with one sandbox setting.
+struct LazyApp {
+    server: Server,
+    client: ApiClient,
+}
+
+impl LazyApp {
+    fn start(
+        bench: &Bench,
+        scratch: &Path,
+        app_dir: &Path,
+        sandbox: &'static str,
+    ) -> anyhow::Result<LazyApp> {
+        let options = ServerOptions {
+            sandbox,
+            ..ServerOptions::default()
+        };
+        let data = scratch.join(format!("data-{sandbox}"));
+        let mut server = Server::spawn(&bench.wharf_bin, &data, scratch, &options)?;
+        server.wait_ready(Duration::from_millis(5), Duration::from_secs(30))?;
+        let client = ApiClient::new(&server)?;
+        client.deploy("lazy", app_dir)?;
+        Ok(LazyApp { server, client })
+    }
+
+    /// Waits for the app to be at zero, then times its first request.
+    fn sample(&mut self, sample: usize) -> anyhow::Result<f64> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let replicas = client.get_json("/apps/lazy/replicas")?;
+            let replicas = self.client.get_json("/apps/lazy/replicas")?;
             let live = replicas
                 .as_array()
                 .map(|all| all.iter().filter(|r| r["state"] != "stopped").count())
@@ -166,14 +191,17 @@ fn wharf_samples(
             std::thread::sleep(Duration::from_millis(50));
         }
         let started = Instant::now();
-        let status = http_status(server.address, "/apps/lazy/hello");
+        let status = http_status(self.server.address, "/apps/lazy/hello");
         let elapsed = started.elapsed().as_secs_f64() * 1000.0;
         if status != Some(200) {
             bail!("sample {sample}: the first request answered {status:?}, not 200");
         }
-        samples.push(elapsed);
+        Ok(elapsed)
     }
-    server.stop()?;
-    server.stop_replicas();
-    Ok(samples)
+
+    fn stop(mut self) -> anyhow::Result<()> {
+        self.server.stop()?;
+        self.server.stop_replicas();
+        Ok(())
+    }
 }

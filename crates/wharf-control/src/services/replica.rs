@@ -11,9 +11,11 @@ use wharf_runtime::{ExitStatus, LaunchSpec};
 use crate::services::supervisor::Message;
 use crate::{Control, ControlError, ControlResult};
 
-/// How often a starting replica's health path is tried. Short, because it adds directly
-/// to every cold start.
+/// How often a starting replica's health path is tried.
 const PROBE_EVERY: Duration = Duration::from_millis(5);
+/// How often a replica started for a waiting request is tried for a connection: a connect
+/// attempt is cheap, and every millisecond here is one the request waits.
+const LISTEN_PROBE_EVERY: Duration = Duration::from_millis(1);
 /// One probe's limit (an app busy starting may accept and answer late).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -25,6 +27,20 @@ pub(crate) struct ReplicaLaunch {
     pub(crate) version: i64,
     pub(crate) port: u16,
     pub(crate) manifest: std::sync::Arc<Manifest>,
+    pub(crate) readiness: Readiness,
+}
+
+/// When a starting replica counts as ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Readiness {
+    /// It answers `GET PATH` with a status below 500.
+    Health(String),
+    /// It accepts connections: for a cold start, where a request is already waiting and
+    /// nothing else can serve it. Plumber, Shiny and most Python servers listen only once
+    /// the app is loaded, and an early request waits in the listen queue. The held
+    /// request is then the app's first; probing the health path first would make it the
+    /// second, and R's first requests are slow (JIT compilation: 40-100 ms each).
+    Listening,
 }
 
 /// A port on 127.0.0.1 that nothing listens on right now. The replica binds it moments
@@ -116,20 +132,20 @@ impl Control {
         self.watch_replica(
             &launch.replica_id,
             launch.port,
-            &manifest.service.health,
+            launch.readiness.clone(),
             manifest.service.start_timeout,
             messages,
         );
         Ok(())
     }
 
-    /// Waits in the background for the replica to answer its health path (or not, within
+    /// Waits in the background for the replica to be ready (or not, within
     /// `start_timeout`), and for its supervisor process to end.
     pub(crate) fn watch_replica(
         &self,
         replica_id: &str,
         port: u16,
-        health: &str,
+        readiness: Readiness,
         start_timeout: Duration,
         messages: UnboundedSender<Message>,
     ) {
@@ -149,9 +165,9 @@ impl Control {
                 status,
             });
         });
-        let (id, health) = (replica_id.to_owned(), health.to_owned());
+        let id = replica_id.to_owned();
         tokio::spawn(async move {
-            let message = match wait_ready(port, &health, start_timeout).await {
+            let message = match wait_ready(port, &readiness, start_timeout).await {
                 Ok(()) => Message::Ready { replica_id: id },
                 Err(reason) => Message::NotReady {
                     replica_id: id,
@@ -163,10 +179,14 @@ impl Control {
     }
 }
 
-/// Probes until the replica answers with a status below 500, or `limit` passed.
-async fn wait_ready(port: u16, health: &str, limit: Duration) -> Result<(), String> {
+/// Probes until the replica is ready (see [`Readiness`]), or `limit` passed.
+async fn wait_ready(port: u16, readiness: &Readiness, limit: Duration) -> Result<(), String> {
     let started = Instant::now();
     let addr = replica_addr(port);
+    let health = match readiness {
+        Readiness::Health(path) => path,
+        Readiness::Listening => return wait_listening(addr, limit).await,
+    };
     let mut last = String::from("it never answered");
     while started.elapsed() < limit {
         match wharf_proxy::probe(addr, health, PROBE_TIMEOUT).await {
@@ -178,6 +198,24 @@ async fn wait_ready(port: u16, health: &str, limit: Duration) -> Result<(), Stri
     }
     Err(format!(
         "not ready within {} (start_timeout): {last}",
+        wharf_model::duration::format_duration(limit)
+    ))
+}
+
+/// Tries to connect until the replica accepts, or `limit` passed.
+async fn wait_listening(addr: SocketAddr, limit: Duration) -> Result<(), String> {
+    let started = Instant::now();
+    let mut last = String::from("it never accepted a connection");
+    while started.elapsed() < limit {
+        match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(error)) => last = format!("cannot connect: {error}"),
+            Err(_) => last = "a connection attempt timed out".to_owned(),
+        }
+        tokio::time::sleep(LISTEN_PROBE_EVERY).await;
+    }
+    Err(format!(
+        "not listening on its PORT within {} (start_timeout): {last}",
         wharf_model::duration::format_duration(limit)
     ))
 }

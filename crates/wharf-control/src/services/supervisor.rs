@@ -20,7 +20,7 @@ use wharf_model::scaling::{ScalerMemory, ScalingSample, ScalingSettings};
 use wharf_proxy::{Access, AppRoute, Replica, ReplicaState, RouteSettings};
 use wharf_runtime::ExitStatus;
 
-use crate::services::replica::{describe_exit, free_port, replica_addr, ReplicaLaunch};
+use crate::services::replica::{describe_exit, free_port, replica_addr, Readiness, ReplicaLaunch};
 use crate::Control;
 
 /// How often the autoscaler samples the load.
@@ -137,7 +137,7 @@ impl Supervisor {
             self.control.watch_replica(
                 &replica.id,
                 replica.port,
-                health,
+                Readiness::Health(health.to_owned()),
                 start_timeout,
                 self.messages.clone(),
             );
@@ -426,6 +426,17 @@ impl Supervisor {
         };
         let replica_id = ulid::Ulid::new().to_string().to_lowercase();
         let proxy = Replica::new(&replica_id, replica_addr(port), ReplicaState::Starting);
+        // A cold start: requests wait and nothing can serve them.
+        let cold = self.route.waiting() > 0
+            && !self
+                .replicas
+                .iter()
+                .any(|live| matches!(live.phase, Phase::Ready | Phase::Draining));
+        let readiness = if cold {
+            Readiness::Listening
+        } else {
+            Readiness::Health(manifest.service.health.clone())
+        };
         let launch = ReplicaLaunch {
             replica_id: replica_id.clone(),
             app_id: self.app_id.clone(),
@@ -433,6 +444,7 @@ impl Supervisor {
             version,
             port,
             manifest,
+            readiness,
         };
         match self
             .control

@@ -15,7 +15,11 @@ use crate::{grid, Bench};
 
 const CONNECTIONS: [u32; 3] = [8, 64, 256];
 const WRK_THREADS: u32 = 2;
-const DURATION: Duration = Duration::from_secs(5);
+const DURATION: Duration = Duration::from_secs(3);
+/// Every target is measured this many times at each connection count, the targets taking
+/// turns, and the run with the median req/s is reported: the machine's speed drifts by
+/// ±15% within minutes here, and turns spread the drift over all targets alike.
+const ROUNDS: usize = 3;
 const WARM_UP: Duration = Duration::from_secs(1);
 const GOAL_VS_NGINX: f64 = 0.9;
 const GOAL_VS_CHP: f64 = 3.0;
@@ -100,40 +104,78 @@ fn run_wrk(
     parse_wrk(&stdout, connections)
 }
 
-/// A warm-up run, then one run per connection count.
-fn measure_target(target: &Target, script: &Path) -> anyhow::Result<Vec<WrkResult>> {
-    let url = target.url();
-    run_wrk(&url, 64, WARM_UP, script)?;
-    CONNECTIONS
-        .iter()
-        .map(|connections| run_wrk(&url, *connections, DURATION, script))
-        .collect()
-}
-
 type Outcome = Result<Vec<WrkResult>, String>;
 
-fn start_and_measure(bench: &Bench, kind: TargetKind, backend_port: u16, script: &Path) -> Outcome {
-    start_and_measure_inner(bench, kind, backend_port, script)
-        .map_err(|reason| targets::one_line(&reason))
-}
-
-fn start_and_measure_inner(
-    bench: &Bench,
-    kind: TargetKind,
-    backend_port: u16,
-    script: &Path,
-) -> Outcome {
-    let target = match kind {
-        TargetKind::Wharf => crate::wharf_proxy::wharf_proxy_target(bench, "proxy-wharf")?,
+/// Starts one proxy target (not the direct one) in front of the backend on `backend_port`;
+/// `Err` holds why it is not measured.
+fn start_target(bench: &Bench, kind: TargetKind, backend_port: u16) -> Result<Target, String> {
+    match kind {
+        TargetKind::Wharf => crate::wharf_proxy::wharf_proxy_target(bench, "proxy-wharf"),
         _ => {
             let scratch = bench
                 .fresh_dir(&format!("proxy-{kind:?}").to_lowercase())
                 .map_err(|error| format!("{error:#}"))?;
             targets::start_baseline(bench, kind, &scratch, backend_port)
-                .map_err(|error| format!("{error:#}"))?
+                .map_err(|error| targets::one_line(&format!("{error:#}")))
         }
-    };
-    measure_target(&target, script).map_err(|error| format!("{error:#}"))
+    }
+}
+
+/// [`ROUNDS`] rounds over every started target (a warm-up run first), then per target
+/// and connection count the run with the median req/s.
+fn measure_in_turns(
+    targets: &[(TargetKind, Result<Target, String>)],
+    script: &Path,
+) -> Vec<(TargetKind, Outcome)> {
+    let mut runs: Vec<Result<Vec<WrkResult>, String>> = targets
+        .iter()
+        .map(|(_, target)| match target {
+            Ok(target) => run_wrk(&target.url(), 64, WARM_UP, script)
+                .map(|_| Vec::new())
+                .map_err(|error| targets::one_line(&format!("{error:#}"))),
+            Err(reason) => Err(reason.clone()),
+        })
+        .collect();
+    for round in 1..=ROUNDS {
+        println!("  round {round} of {ROUNDS} ...");
+        for ((kind, target), results) in targets.iter().zip(runs.iter_mut()) {
+            let (Ok(target), Ok(list)) = (target, results.as_mut()) else {
+                continue;
+            };
+            for connections in CONNECTIONS {
+                match run_wrk(&target.url(), connections, DURATION, script) {
+                    Ok(result) => list.push(result),
+                    Err(error) => {
+                        let reason = targets::one_line(&format!("{error:#}"));
+                        println!("  {} failed: {reason}", kind.label());
+                        *results = Err(reason);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    targets
+        .iter()
+        .zip(runs)
+        .map(|((kind, _), results)| (*kind, results.map(|list| medians(&list))))
+        .collect()
+}
+
+/// Per connection count, the run with the median req/s.
+fn medians(runs: &[WrkResult]) -> Vec<WrkResult> {
+    CONNECTIONS
+        .iter()
+        .filter_map(|connections| {
+            let mut at: Vec<WrkResult> = runs
+                .iter()
+                .filter(|run| run.connections == *connections)
+                .copied()
+                .collect();
+            at.sort_by(|a, b| a.requests_per_second.total_cmp(&b.requests_per_second));
+            at.get(at.len() / 2).copied()
+        })
+        .collect()
 }
 
 /// A count rounded and grouped by thousands: 1234567 → "1,234,567".
@@ -338,19 +380,20 @@ pub fn measure(bench: &Bench) -> anyhow::Result<Section> {
     std::fs::write(&script, WRK_SCRIPT)
         .with_context(|| format!("cannot write {}", script.display()))?;
     let (direct, backend_port) = targets::direct_target(bench, &scratch)?;
-    let load_before = crate::report::load_average();
-    let direct_results = measure_target(&direct, &script)?;
-    let mut outcomes: Vec<(TargetKind, Outcome)> = vec![(TargetKind::Direct, Ok(direct_results))];
+    let mut started: Vec<(TargetKind, Result<Target, String>)> =
+        vec![(TargetKind::Direct, Ok(direct))];
     for kind in [
         TargetKind::Wharf,
         TargetKind::Nginx,
         TargetKind::ConfigurableHttpProxy,
         TargetKind::Express,
     ] {
-        println!("  measuring {} ...", kind.label());
-        outcomes.push((kind, start_and_measure(bench, kind, backend_port, &script)));
+        println!("  starting {} ...", kind.label());
+        started.push((kind, start_target(bench, kind, backend_port)));
     }
-    drop(direct);
+    let load_before = crate::report::load_average();
+    let outcomes = measure_in_turns(&started, &script);
+    drop(started);
     let rows = grid_rows(&outcomes);
     println!("\n{}", grid::text(&GRID_HEADERS, &rows));
     let mut goal_rows = throughput_goal_rows(&outcomes, TargetKind::Nginx, GOAL_VS_NGINX);
@@ -362,7 +405,7 @@ pub fn measure(bench: &Bench) -> anyhow::Result<Section> {
     goal_rows.extend(added_latency_rows(&outcomes));
     let mut notes = error_notes(&outcomes);
     notes.push(format!(
-        "Load average (1, 5, 15 min) before the direct runs: {load_before}; after the last: {}. \
+        "Load average (1, 5, 15 min) before the first round: {load_before}; after the last: {}. \
          wrk, the proxy and the backend share the machine's {} cores.",
         crate::report::load_average(),
         bench.cores
@@ -372,16 +415,20 @@ pub fn measure(bench: &Bench) -> anyhow::Result<Section> {
         method: format!(
             "A fixed backend, `tiny-backend` (Rust, hyper, one tokio worker thread; `bench/src/bin/`), \
              answers every request with the same 100-byte body. `wrk -t{WRK_THREADS} -cN -d{}s --latency` \
-             (after a {} s warm-up at 64 connections) requests `GET {PREFIX}` through each target in turn, \
-             at N = 8, 64 and 256 connections; a Lua `done` hook prints wrk's own request count and \
-             latency percentiles in µs. Targets: the backend directly; **Wharf** (a real `wharf server`, \
+             requests `GET {PREFIX}` through each target at N = 8, 64 and 256 connections; a Lua \
+             `done` hook prints wrk's own request count and latency percentiles in µs. All targets \
+             are started first (each gets a {} s warm-up at 64 connections); then {ROUNDS} rounds \
+             measure them in turn, and the table shows, per target and N, the round with the median \
+             req/s (the machine's speed drifts by ±15% within minutes; turns spread that over all \
+             targets alike). Targets: the backend directly; **Wharf** (a real `wharf server`, \
              default settings, with the backend deployed as the public service app `tiny`, its binary \
              inside the bundle, one replica, reached at `/apps/tiny/` on the API listener); **nginx** \
              (Debian's nginx-light, `worker_processes {}`, upstream `keepalive 256`, `access_log off`, \
              HTTP/1.1 to the backend); **configurable-http-proxy** (npm, `--default-target` the backend); \
              **express + http-proxy-middleware** (npm, `pathFilter` on the prefix, default agent). \
-             Only one proxy runs at a time; the baselines forward to one backend process, Wharf to its \
-             own replica of the same binary. \"× direct\" is req/s over direct's at the same \
+             Only one proxy is under load at a time; the baselines forward to one backend process, \
+             Wharf to its own replica of the same binary. Wharf serves connections on one \
+             single-threaded runtime per core (`http_threads`), as nginx runs one worker per core. \"× direct\" is req/s over direct's at the same \
              connections; \"added p50\" is the target's p50 minus direct's.\n\n{}",
             DURATION.as_secs(),
             WARM_UP.as_secs(),

@@ -23,7 +23,7 @@ use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
 
-use crate::pool::{self, ConnectError, Pooled};
+use crate::pool::{send, Pooled};
 use crate::routes::{AppRoute, InflightGuard, Replica, ReplicaState, RouteSettings};
 
 /// The sticky-session cookie (`REPLICA~SESSION`), scoped to the app's path.
@@ -612,52 +612,6 @@ pub fn plain(status: StatusCode, message: &str) -> Response<Body> {
     response
 }
 
-/// Why a request could not be sent to a replica, or got no answer.
-#[derive(Debug, thiserror::Error)]
-enum SendError {
-    #[error("{0}")]
-    Connect(#[from] ConnectError),
-    #[error("{}", describe_hyper_error(.0))]
-    Http(#[from] hyper::Error),
-}
-
-fn describe_hyper_error(error: &hyper::Error) -> String {
-    use std::error::Error;
-    match error.source() {
-        Some(source) => format!("{error}: {source}"),
-        None => error.to_string(),
-    }
-}
-
-/// Sends `request` on a pooled connection to `addr`. A pooled connection the replica
-/// closed before the request went out (its keep-alive ran out just then) hands the
-/// request back, and it is sent once more on a new connection.
-async fn send(
-    addr: SocketAddr,
-    connect_timeout: Duration,
-    request: Request<Body>,
-) -> Result<(Response<Incoming>, Pooled), SendError> {
-    let mut connection = pool::checkout(addr, connect_timeout).await?;
-    let request = match connection.sender().try_send_request(request).await {
-        Ok(response) => return Ok((response, connection)),
-        Err(mut error) => {
-            connection.discard();
-            match error.take_message() {
-                Some(request) if connection.reused => request,
-                _ => return Err(error.into_error().into()),
-            }
-        }
-    };
-    let mut connection = pool::connect(addr, connect_timeout).await?;
-    match connection.sender().try_send_request(request).await {
-        Ok(response) => Ok((response, connection)),
-        Err(error) => {
-            connection.discard();
-            Err(error.into_error().into())
-        }
-    }
-}
-
 fn wharf_duration(duration: Duration) -> String {
     let millis = duration.as_millis();
     if millis.is_multiple_of(1000) {
@@ -745,97 +699,5 @@ mod tests {
         let mut map = HeaderMap::new();
         append_forwarded_for(&mut map, "::1".parse().unwrap());
         assert_eq!(map["x-forwarded-for"], "::1");
-    }
-}
-
-#[cfg(test)]
-mod send_tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use http_body_util::BodyExt;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    use super::*;
-
-    /// A replica on a free port that answers `ok` to each request and, when `close_after`
-    /// is set, closes every connection after its first answer (a keep-alive of zero).
-    async fn replica(close_after: bool) -> (SocketAddr, Arc<AtomicUsize>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let counter = accepted.clone();
-        tokio::spawn(async move {
-            loop {
-                let (mut stream, _) = listener.accept().await.unwrap();
-                counter.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut buffer = Vec::new();
-                    let mut chunk = [0u8; 1024];
-                    loop {
-                        let read = stream.read(&mut chunk).await.unwrap_or(0);
-                        if read == 0 {
-                            return;
-                        }
-                        buffer.extend_from_slice(&chunk[..read]);
-                        while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                            buffer.drain(..end + 4);
-                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                            if stream.write_all(answer).await.is_err() || close_after {
-                                return;
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        (addr, accepted)
-    }
-
-    async fn get(addr: SocketAddr) -> String {
-        let request = Request::builder()
-            .uri("/")
-            .header(header::HOST, "test")
-            .body(Body::empty())
-            .unwrap();
-        let (response, connection) = send(addr, Duration::from_secs(5), request)
-            .await
-            .expect("the request reaches the replica");
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        // Back to the pool once the body ended, as GuardedBody does.
-        drop(connection);
-        String::from_utf8(body.to_vec()).unwrap()
-    }
-
-    #[tokio::test]
-    async fn keep_alive_connections_are_reused() {
-        let (addr, accepted) = replica(false).await;
-        for _ in 0..5 {
-            assert_eq!(get(addr).await, "ok");
-        }
-        assert_eq!(accepted.load(Ordering::SeqCst), 1);
-        assert_eq!(pool::idle_count(addr), 1);
-    }
-
-    #[tokio::test]
-    async fn a_connection_the_replica_closed_is_replaced_without_failing_the_request() {
-        let (addr, accepted) = replica(true).await;
-        for _ in 0..5 {
-            assert_eq!(get(addr).await, "ok");
-        }
-        assert_eq!(accepted.load(Ordering::SeqCst), 5);
-    }
-
-    #[tokio::test]
-    async fn a_replica_that_is_not_listening_is_a_connect_error() {
-        let addr = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.local_addr().unwrap()
-        };
-        let request = Request::new(Body::empty());
-        let error = send(addr, Duration::from_secs(5), request)
-            .await
-            .err()
-            .expect("nothing listens there");
-        assert!(error.to_string().starts_with("cannot connect"), "{error}");
     }
 }

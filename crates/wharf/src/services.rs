@@ -1,6 +1,7 @@
 //! `wharf ps` (an app's replicas) and the logs of service apps (`wharf logs APP` for a
 //! service prints its replicas' lines, each prefixed with the replica).
 
+use std::collections::HashSet;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -71,7 +72,8 @@ pub async fn service_app(client: &Client, target: &str) -> anyhow::Result<Option
 }
 
 /// Prints the logs of a service's live replicas (or of its newest replica when none is
-/// live); with `follow`, keeps printing until interrupted.
+/// live); with `follow`, keeps printing until interrupted, and follows every replica that
+/// starts meanwhile too (scale-out, a new version, a start from zero).
 pub async fn logs(
     client: &Client,
     app: &str,
@@ -85,11 +87,11 @@ pub async fn logs(
     if chosen.is_empty() {
         chosen.extend(replicas.first());
     }
-    if chosen.is_empty() {
-        anyhow::bail!("{app} has no replicas yet; its first request or deploy starts one");
-    }
-    let prefixed = chosen.len() > 1;
     if !follow {
+        if chosen.is_empty() {
+            anyhow::bail!("{app} has no replicas yet; its first request or deploy starts one");
+        }
+        let prefixed = chosen.len() > 1;
         for replica in chosen {
             let mut offset = 0;
             loop {
@@ -107,43 +109,76 @@ pub async fn logs(
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let mut streams = Vec::new();
+    let mut followed: HashSet<String> = HashSet::new();
+    let mut streams = futures::stream::SelectAll::new();
     for replica in chosen {
-        let request = client
-            .request(
-                Method::GET,
-                &format!("/replicas/{}/logs?follow=true", replica.id),
-            )
-            .header("Accept", "text/event-stream");
-        let response = client.send(request).await?;
-        let id = replica.id.clone();
-        let mut parser = crate::sse::SseParser::default();
-        let messages = response.bytes_stream().flat_map(move |chunk| {
-            let messages = match chunk {
-                Ok(chunk) => parser.push(&chunk),
-                Err(_) => Vec::new(),
-            };
-            futures::stream::iter(messages.into_iter().map({
-                let id = id.clone();
-                move |message| (id.clone(), message)
-            }))
-        });
-        streams.push(Box::pin(messages));
+        streams.push(follow_replica(client, &replica.id).await?);
+        followed.insert(replica.id.clone());
     }
-    let mut all = futures::stream::select_all(streams);
-    while let Some((id, message)) = all.next().await {
-        match message.event.as_str() {
-            "log" => {
-                if let Ok(line) = serde_json::from_str::<LogLine>(&message.data) {
-                    print_line(&id, prefixed, &line, json);
+    let mut look_for_new = tokio::time::interval(NEW_REPLICA_POLL);
+    look_for_new.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            Some((id, message)) = streams.next(), if !streams.is_empty() => {
+                let prefixed = followed.len() > 1;
+                match message.event.as_str() {
+                    "log" => {
+                        if let Ok(line) = serde_json::from_str::<LogLine>(&message.data) {
+                            print_line(&id, prefixed, &line, json);
+                        }
+                    }
+                    "end" => eprintln!("[wharf] replica {id} stopped"),
+                    "error" => eprintln!("[wharf] replica {id}: {}", message.data),
+                    _ => {}
                 }
             }
-            "end" => eprintln!("[wharf] replica {id} stopped"),
-            "error" => eprintln!("[wharf] replica {id}: {}", message.data),
-            _ => {}
+            _ = look_for_new.tick() => {
+                let replicas: Vec<ReplicaInfo> = client
+                    .get(&format!("/apps/{app}/replicas?limit=20"))
+                    .await?;
+                for replica in replicas.iter().rev() {
+                    if replica.state == "stopped" || followed.contains(&replica.id) {
+                        continue;
+                    }
+                    streams.push(follow_replica(client, &replica.id).await?);
+                    followed.insert(replica.id.clone());
+                    if !json {
+                        eprintln!("[wharf] following replica {} ({})", replica.id, replica.state);
+                    }
+                }
+            }
         }
     }
-    Ok(ExitCode::SUCCESS)
+}
+
+/// How often `wharf logs APP -f` looks for replicas started since.
+const NEW_REPLICA_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+type ReplicaMessages =
+    std::pin::Pin<Box<dyn futures::Stream<Item = (String, crate::sse::SseMessage)> + Send>>;
+
+/// The server-sent events of one replica's log, each with the replica's id.
+async fn follow_replica(client: &Client, replica: &str) -> anyhow::Result<ReplicaMessages> {
+    let request = client
+        .request(
+            Method::GET,
+            &format!("/replicas/{replica}/logs?follow=true"),
+        )
+        .header("Accept", "text/event-stream");
+    let response = client.send(request).await?;
+    let id = replica.to_owned();
+    let mut parser = crate::sse::SseParser::default();
+    let messages = response.bytes_stream().flat_map(move |chunk| {
+        let messages = match chunk {
+            Ok(chunk) => parser.push(&chunk),
+            Err(_) => Vec::new(),
+        };
+        futures::stream::iter(messages.into_iter().map({
+            let id = id.clone();
+            move |message| (id.clone(), message)
+        }))
+    });
+    Ok(Box::pin(messages))
 }
 
 fn print_line(replica: &str, prefixed: bool, line: &LogLine, json: bool) {

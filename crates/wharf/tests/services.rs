@@ -636,3 +636,73 @@ fn deploying_a_service_waits_for_it_and_reports_a_broken_one_with_its_log() {
     assert!(stderr.contains("did not start"), "{stderr}");
     assert!(stderr.contains("the model file is missing"), "{stderr}");
 }
+
+#[test]
+fn following_an_apps_logs_picks_up_replicas_that_start_later() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let server = Server::start();
+    let folder = echo_api(
+        "later",
+        "access = \"public\"\nhealth = \"/whoami\"\nmin_replicas = 0",
+    );
+    server.deploy(folder.path());
+    // Nothing runs yet: the follower waits for the first replica.
+    let mut follower = server
+        .cli_cmd(&["logs", "later", "-f"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let seen = seen.clone();
+        let stderr = follower.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut seen = seen.lock().unwrap();
+                seen.push_str(&line);
+                seen.push('\n');
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    let response = server
+        .http()
+        .get(app_url(&server, "later", "/whoami"))
+        .timeout(Duration::from_secs(60))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let id = replicas(&server, "later")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let outcome = poll_for_30s(|| {
+        let seen = seen.lock().unwrap();
+        (seen.contains(&format!("following replica {id}")) && seen.contains("Running plumber API"))
+            .then_some(())
+    });
+    let _ = follower.kill();
+    let _ = follower.wait();
+    let _ = reader.join();
+    assert!(
+        outcome.is_some(),
+        "the follower printed: {}",
+        seen.lock().unwrap()
+    );
+}
+
+/// Like `wait_for`, but gives up after 30 s with `None` instead of panicking (so the caller
+/// can stop its child processes first).
+fn poll_for_30s<T>(mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}

@@ -20,7 +20,6 @@ mod probe;
 mod routes;
 
 pub use crate::forward::{forward, plain, ForwardContext, STICKY_COOKIE};
-pub use crate::pool::{idle_count, ConnectError};
 pub use crate::probe::{probe, ProbeError};
 pub use crate::routes::{
     Access, AppRoute, Replica, ReplicaState, RouteSettings, Routes, SESSION_WINDOW,

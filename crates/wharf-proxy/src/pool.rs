@@ -1,4 +1,5 @@
-//! Keep-alive connections to replicas, one pool per thread.
+//! Keep-alive connections to replicas, one pool per thread, and [`send`]: a request on
+//! one of them, retried once on a new connection if the replica had closed it.
 //!
 //! The front serves each client connection on one of a few single-threaded runtimes (see
 //! `wharf-api`'s `front`), so a pool per thread needs no lock, and a connection's driver
@@ -38,7 +39,7 @@ thread_local! {
 
 /// Why no connection to a replica could be made.
 #[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
+pub(crate) enum ConnectError {
     #[error("no connection within {0:?} (connect_timeout)")]
     Timeout(Duration),
     #[error("cannot connect: {0}")]
@@ -179,8 +180,9 @@ fn checkin(addr: SocketAddr, sender: SendRequest<Body>) {
     });
 }
 
-/// Idle connections this thread holds to `addr` (for tests).
-pub fn idle_count(addr: SocketAddr) -> usize {
+/// Idle connections this thread holds to `addr`.
+#[cfg(test)]
+fn idle_count(addr: SocketAddr) -> usize {
     IDLE.with(|idle| idle.borrow().get(&addr).map_or(0, Vec::len))
 }
 

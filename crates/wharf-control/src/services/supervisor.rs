@@ -426,12 +426,10 @@ impl Supervisor {
         };
         let replica_id = ulid::Ulid::new().to_string().to_lowercase();
         let proxy = Replica::new(&replica_id, replica_addr(port), ReplicaState::Starting);
-        // A cold start: requests wait and nothing can serve them.
+        // A cold start: requests wait and no replica takes new ones (a draining replica
+        // serves only the sessions it has).
         let cold = self.route.waiting() > 0
-            && !self
-                .replicas
-                .iter()
-                .any(|live| matches!(live.phase, Phase::Ready | Phase::Draining));
+            && !self.replicas.iter().any(|live| live.phase == Phase::Ready);
         let readiness = if cold {
             Readiness::Listening
         } else {

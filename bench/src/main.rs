@@ -24,6 +24,7 @@ mod objects;
 mod pattern;
 mod pattern_rules;
 mod proxy;
+mod proxy_instructions;
 mod report;
 mod s3;
 mod schedules;
@@ -42,7 +43,7 @@ use anyhow::{bail, Context};
 use crate::report::{MachineInfo, Section};
 
 const USAGE: &str = "\
-usage: wharf-bench [all|dispatch|throughput|rss|startup|upload-run|put-get|list|pattern|schedules|proxy|websockets|cold-start]... [--no-write]
+usage: wharf-bench [all|dispatch|throughput|rss|startup|upload-run|put-get|list|pattern|schedules|proxy|proxy-instructions|websockets|cold-start]... [--no-write]
 
   all          every measurement (the default); rewrites docs/benchmarks.md
   dispatch     run dispatch overhead against the bubblewrap and plain-spawn floors
@@ -55,6 +56,8 @@ usage: wharf-bench [all|dispatch|throughput|rss|startup|upload-run|put-get|list|
   pattern      events per second against 100 event patterns (in process)
   schedules    schedule lateness with 1,000 schedules; idle CPU with 10,000
   proxy        wrk through Wharf, nginx, configurable-http-proxy, express (8/64/256 conns)
+  proxy-instructions
+               instructions per proxied request, Wharf and nginx under callgrind
   websockets   proxy memory with 10,000 idle WebSockets (Wharf, nginx, direct)
   cold-start   first request to a scaled-to-zero Plumber app vs R's own start-up
   --no-write   print only; do not rewrite docs/benchmarks.md
@@ -97,11 +100,12 @@ enum Measurement {
     Pattern,
     Schedules,
     Proxy,
+    ProxyInstructions,
     WebSockets,
     ColdStart,
 }
 
-const ALL: [Measurement; 12] = [
+const ALL: [Measurement; 13] = [
     Measurement::Dispatch,
     Measurement::Throughput,
     Measurement::Rss,
@@ -112,6 +116,7 @@ const ALL: [Measurement; 12] = [
     Measurement::Pattern,
     Measurement::Schedules,
     Measurement::Proxy,
+    Measurement::ProxyInstructions,
     Measurement::WebSockets,
     Measurement::ColdStart,
 ];
@@ -128,6 +133,7 @@ fn run_measurement(bench: &Bench, measurement: Measurement) -> anyhow::Result<Se
         Measurement::Pattern => pattern::measure(bench),
         Measurement::Schedules => schedules::measure(bench),
         Measurement::Proxy => proxy::measure(bench),
+        Measurement::ProxyInstructions => proxy_instructions::measure(bench),
         Measurement::WebSockets => websockets::measure(bench),
         Measurement::ColdStart => cold_start::measure(bench),
     }
@@ -193,6 +199,7 @@ fn parse_arguments() -> anyhow::Result<Option<Arguments>> {
             "pattern" => measurements.push(Measurement::Pattern),
             "schedules" => measurements.push(Measurement::Schedules),
             "proxy" => measurements.push(Measurement::Proxy),
+            "proxy-instructions" => measurements.push(Measurement::ProxyInstructions),
             "websockets" => measurements.push(Measurement::WebSockets),
             "cold-start" => measurements.push(Measurement::ColdStart),
             other => bail!("unknown argument {other:?}\n\n{USAGE}"),

@@ -75,6 +75,7 @@ fn start_server(
     let options = ServerOptions {
         sandbox: "off",
         max_concurrent_runs: 64,
+        ..ServerOptions::default()
     };
     let mut server = Server::spawn(&bench.wharf_bin, &scratch.join("data"), &scratch, &options)?;
     server.wait_ready(Duration::from_millis(5), Duration::from_secs(30))?;

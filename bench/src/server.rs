@@ -16,6 +16,8 @@ pub struct ServerOptions {
     /// `auto`, `required` or `off`.
     pub sandbox: &'static str,
     pub max_concurrent_runs: u32,
+    /// A program (and its arguments) that runs the server: `valgrind --tool=callgrind`.
+    pub launcher: Vec<String>,
 }
 
 impl Default for ServerOptions {
@@ -23,6 +25,7 @@ impl Default for ServerOptions {
         ServerOptions {
             sandbox: "auto",
             max_concurrent_runs: 16,
+            launcher: Vec::new(),
         }
     }
 }
@@ -72,7 +75,14 @@ impl Server {
             .open(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
         let log_for_stdout = log.try_clone()?;
-        let mut command = Command::new(wharf_bin);
+        let mut command = match options.launcher.split_first() {
+            Some((program, arguments)) => {
+                let mut command = Command::new(program);
+                command.args(arguments).arg(wharf_bin);
+                command
+            }
+            None => Command::new(wharf_bin),
+        };
         command
             .arg("server")
             .arg("--config")

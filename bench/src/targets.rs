@@ -229,7 +229,11 @@ pub fn tiny_backend_binary() -> anyhow::Result<PathBuf> {
 }
 
 /// Waits until `GET {PREFIX}` on `address` answers 200, or the process dies, or time is up.
-fn wait_for_200(address: SocketAddr, process: &mut Process, limit: Duration) -> anyhow::Result<()> {
+pub fn wait_for_200(
+    address: SocketAddr,
+    process: &mut Process,
+    limit: Duration,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + limit;
     loop {
         if http_status(address, PREFIX) == Some(200) {
@@ -267,7 +271,7 @@ fn node_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_NODE_DIR))
 }
 
-fn nginx_config(dir: &Path, workers: usize, listen_port: u16, backend_port: u16) -> String {
+pub fn nginx_config(dir: &Path, workers: usize, listen_port: u16, backend_port: u16) -> String {
     let dir = dir.display();
     format!(
         "worker_processes {workers};\n\

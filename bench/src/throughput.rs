@@ -113,6 +113,7 @@ pub fn measure(bench: &Bench) -> anyhow::Result<Section> {
     let options = ServerOptions {
         sandbox: "required",
         max_concurrent_runs: CONCURRENCY,
+        ..ServerOptions::default()
     };
     let mut server = Server::spawn(&bench.wharf_bin, &scratch.join("data"), &scratch, &options)?;
     server.wait_ready(Duration::from_millis(5), Duration::from_secs(30))?;

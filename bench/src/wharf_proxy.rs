@@ -42,18 +42,24 @@ fn write_bundle(dir: &Path) -> anyhow::Result<()> {
 /// `GET /apps/tiny/` through the proxy to answer 200. `Err` holds why Wharf is not measured
 /// (the tables print it instead of numbers); the rest of the benchmark goes on.
 pub fn wharf_proxy_target(bench: &Bench, scratch_name: &str) -> Result<Target, String> {
+    wharf_proxy_target_with(bench, scratch_name, &ServerOptions::default(), 1)
+}
+
+/// [`wharf_proxy_target`] with server options; the time limits are multiplied by `slowdown`
+/// (a server under valgrind starts some 20 times slower).
+pub fn wharf_proxy_target_with(
+    bench: &Bench,
+    scratch_name: &str,
+    options: &ServerOptions,
+    slowdown: u32,
+) -> Result<Target, String> {
     let scratch = bench
         .fresh_dir(scratch_name)
         .map_err(|error| format!("{error:#}"))?;
-    let mut server = Server::spawn(
-        &bench.wharf_bin,
-        &scratch.join("data"),
-        &scratch,
-        &ServerOptions::default(),
-    )
-    .map_err(|error| format!("cannot start the server: {error:#}"))?;
+    let mut server = Server::spawn(&bench.wharf_bin, &scratch.join("data"), &scratch, options)
+        .map_err(|error| format!("cannot start the server: {error:#}"))?;
     server
-        .wait_ready(Duration::from_millis(5), Duration::from_secs(30))
+        .wait_ready(Duration::from_millis(5), Duration::from_secs(30) * slowdown)
         .map_err(|error| format!("the server did not start: {error:#}"))?;
     let client = ApiClient::new(&server).map_err(|error| format!("{error:#}"))?;
     let app_dir = scratch.join("tiny");
@@ -62,7 +68,7 @@ pub fn wharf_proxy_target(bench: &Bench, scratch_name: &str) -> Result<Target, S
         .deploy("tiny", &app_dir)
         .map_err(|error| format!("deploying the service app was refused: {error:#}"))?;
     let address: SocketAddr = server.address;
-    let deadline = Instant::now() + SERVICE_READY_LIMIT;
+    let deadline = Instant::now() + SERVICE_READY_LIMIT * slowdown;
     let mut last_status = None;
     loop {
         last_status = http_status(address, PREFIX).or(last_status);

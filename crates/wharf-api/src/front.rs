@@ -154,7 +154,8 @@ async fn run_worker(
     mut stopped: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().writev(false);
     loop {
         let (stream, peer) = tokio::select! {
             received = connections.recv() => match received {
@@ -204,10 +205,10 @@ async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let mut request = request.map(Body::new);
-    request.extensions_mut().insert(ConnectInfo(peer));
     if request.uri().path().starts_with("/apps/") {
-        return Ok(crate::proxy::serve(&shared.state, &shared.main, request).await);
+        return Ok(crate::proxy::serve(&shared.state, &shared.main, peer, request).await);
     }
+    request.extensions_mut().insert(ConnectInfo(peer));
     let router = shared.router.clone();
     let answered = shared
         .main

@@ -6,7 +6,7 @@
 //! The API's own endpoints keep accepting API tokens only (the `Caller` extractor), so a
 //! page on another site can never use a browser's cookie to act on the API.
 
-use axum::http::header::{AUTHORIZATION, COOKIE};
+use axum::http::header::{HeaderName, AUTHORIZATION, COOKIE, FORWARDED};
 use axum::http::HeaderMap;
 
 use crate::error::ApiError;
@@ -99,13 +99,15 @@ pub(crate) fn session_tokens(headers: &HeaderMap) -> Vec<&str> {
 /// attribute, which restricts where a browser sends the cookie, so a client that fakes
 /// the header can only lose its own cookie.
 pub(crate) fn request_is_https(headers: &HeaderMap) -> bool {
+    // A const name: looking a header up by `&str` parses the name on every call.
+    const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
     let forwarded_proto = headers
-        .get("x-forwarded-proto")
+        .get(X_FORWARDED_PROTO)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.split(',').next())
         .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"));
     let forwarded = headers
-        .get("forwarded")
+        .get(FORWARDED)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.split(',').next())
         .is_some_and(|first| {

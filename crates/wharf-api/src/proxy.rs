@@ -11,7 +11,6 @@
 use std::net::SocketAddr;
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use tokio::runtime::Handle;
@@ -25,7 +24,12 @@ use crate::identity::{Credential, Identity};
 use crate::ApiState;
 
 /// A request under `/apps/`, on a front thread; `main` runs what needs the store.
-pub(crate) async fn serve(state: &ApiState, main: &Handle, request: Request<Body>) -> Response {
+pub(crate) async fn serve(
+    state: &ApiState,
+    main: &Handle,
+    peer: SocketAddr,
+    request: Request<Body>,
+) -> Response {
     let path = request.uri().path();
     let is_app_root = path
         .strip_prefix("/apps/")
@@ -33,7 +37,7 @@ pub(crate) async fn serve(state: &ApiState, main: &Handle, request: Request<Body
     if is_app_root {
         redirect_to_slash(request)
     } else {
-        forward(state, main, request).await
+        forward(state, main, peer, request).await
     }
 }
 
@@ -57,7 +61,12 @@ fn redirect_to_slash(request: Request<Body>) -> Response {
 }
 
 /// Everything under `/apps/NAME/`.
-async fn forward(state: &ApiState, main: &Handle, mut request: Request<Body>) -> Response {
+async fn forward(
+    state: &ApiState,
+    main: &Handle,
+    peer: SocketAddr,
+    mut request: Request<Body>,
+) -> Response {
     let Some(app) = request
         .uri()
         .path()
@@ -118,17 +127,13 @@ async fn forward(state: &ApiState, main: &Handle, mut request: Request<Body>) ->
             return wharf_proxy::plain(StatusCode::BAD_REQUEST, "the request path is not valid")
         }
     }
-    let client_addr = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0);
     let scheme = if crate::identity::request_is_https(request.headers()) {
         "https"
     } else {
         "http"
     };
     let context = ForwardContext {
-        client_addr,
+        client_addr: Some(peer),
         strip_authorization: identity
             .as_ref()
             .is_some_and(|identity| identity.via == Credential::BearerToken),

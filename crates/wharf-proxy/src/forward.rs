@@ -31,6 +31,15 @@ pub const STICKY_COOKIE: &str = "wharf_sticky";
 /// Cookies the app never sees: they are Wharf's.
 const WHARF_COOKIES: [&str; 2] = [STICKY_COOKIE, "wharf_session"];
 
+// Built at compile time: `HeaderName::from_static` outside a const checks its argument on
+// every call.
+const X_WHARF_USER: HeaderName = HeaderName::from_static("x-wharf-user");
+const X_WHARF_ROLE: HeaderName = HeaderName::from_static("x-wharf-role");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+
 /// What the caller (the API layer) knows about the request.
 #[derive(Debug, Clone, Default)]
 pub struct ForwardContext {
@@ -148,6 +157,10 @@ pub async fn forward(
         .metrics
         .observe_response(response.status().as_u16(), started.elapsed());
 
+    // The client talks to Wharf, not to the replica: an HTTP/1.0 replica (Python's
+    // http.server) must not turn the client's keep-alive connection into a closing one.
+    // hyper answers HTTP/1.0 clients in 1.0 whatever this says.
+    *response.version_mut() = http::Version::HTTP_11;
     let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     clean_response_headers(response.headers_mut(), upgraded, &replica, prefix);
     if let Some(cookie) = new_session_cookie {
@@ -473,12 +486,12 @@ fn upstream_request(
     }
     if let Some(user) = &context.user {
         if let Ok(value) = HeaderValue::from_str(user) {
-            headers.insert(HeaderName::from_static("x-wharf-user"), value);
+            headers.insert(X_WHARF_USER, value);
         }
     }
     if let Some(role) = &context.role {
         if let Ok(value) = HeaderValue::from_str(role) {
-            headers.insert(HeaderName::from_static("x-wharf-role"), value);
+            headers.insert(X_WHARF_ROLE, value);
         }
     }
     if context.strip_authorization {
@@ -490,7 +503,7 @@ fn upstream_request(
         append_forwarded_for(headers, ip);
     }
     headers.insert(
-        HeaderName::from_static("x-forwarded-proto"),
+        X_FORWARDED_PROTO,
         HeaderValue::from_static(if context.scheme == "https" {
             "https"
         } else {
@@ -500,7 +513,7 @@ fn upstream_request(
     match host {
         Some(host) => {
             headers.insert(header::HOST, host.clone());
-            headers.insert(HeaderName::from_static("x-forwarded-host"), host);
+            headers.insert(X_FORWARDED_HOST, host);
         }
         None => {
             if let Ok(value) = HeaderValue::from_str(&replica.addr.to_string()) {
@@ -508,22 +521,50 @@ fn upstream_request(
             }
         }
     }
-    headers.insert(
-        HeaderName::from_static("x-forwarded-prefix"),
-        route.prefix_header.clone(),
-    );
+    headers.insert(X_FORWARDED_PREFIX, route.prefix_header.clone());
     Request::from_parts(parts, body)
 }
 
 fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
-    let name = HeaderName::from_static("x-forwarded-for");
-    let value = match headers.get(&name).and_then(|value| value.to_str().ok()) {
-        Some(existing) if !existing.trim().is_empty() => format!("{}, {ip}", existing.trim()),
-        _ => ip.to_string(),
+    let value = match headers
+        .get(X_FORWARDED_FOR)
+        .and_then(|value| value.to_str().ok())
+    {
+        Some(existing) if !existing.trim().is_empty() => {
+            HeaderValue::from_str(&format!("{}, {ip}", existing.trim())).ok()
+        }
+        _ => Some(ip_header_value(ip)),
     };
-    if let Ok(value) = HeaderValue::from_str(&value) {
-        headers.insert(name, value);
+    if let Some(value) = value {
+        headers.insert(X_FORWARDED_FOR, value);
     }
+}
+
+/// `ip` as a header value. IPv4, the common case, is written without `fmt`, which costs
+/// more than the rest of the header rewrite.
+fn ip_header_value(ip: IpAddr) -> HeaderValue {
+    let IpAddr::V4(v4) = ip else {
+        return HeaderValue::from_str(&ip.to_string()).expect("an IPv6 address is a valid header");
+    };
+    let mut text = [0u8; 15];
+    let mut length = 0;
+    for (index, octet) in v4.octets().into_iter().enumerate() {
+        if index > 0 {
+            text[length] = b'.';
+            length += 1;
+        }
+        if octet >= 100 {
+            text[length] = b'0' + octet / 100;
+            length += 1;
+        }
+        if octet >= 10 {
+            text[length] = b'0' + octet / 10 % 10;
+            length += 1;
+        }
+        text[length] = b'0' + octet % 10;
+        length += 1;
+    }
+    HeaderValue::from_bytes(&text[..length]).expect("digits and dots are a valid header")
 }
 
 /// Removes Wharf's own cookies from every `Cookie` header (and empty headers after that).
@@ -650,6 +691,33 @@ mod tests {
         remove_hop_by_hop(&mut map);
         let left: Vec<_> = map.keys().map(|name| name.as_str()).collect();
         assert_eq!(left, ["accept"]);
+    }
+
+    #[test]
+    fn client_addresses_are_written_as_their_display_form() {
+        let check = |ip: &str| {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_header_value(ip).to_str().unwrap(), ip.to_string());
+        };
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.9.99.100",
+            "255.255.255.255",
+            "192.168.1.10",
+            "1.20.199.250",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:10.0.0.1",
+        ] {
+            check(ip);
+        }
+        let mut map = headers(&[("x-forwarded-for", " 203.0.113.7 ")]);
+        append_forwarded_for(&mut map, "10.0.0.2".parse().unwrap());
+        assert_eq!(map[X_FORWARDED_FOR], "203.0.113.7, 10.0.0.2");
+        let mut map = headers(&[]);
+        append_forwarded_for(&mut map, "10.0.0.2".parse().unwrap());
+        assert_eq!(map[X_FORWARDED_FOR], "10.0.0.2");
     }
 
     #[test]

@@ -9,7 +9,6 @@
 //! or an unfinished body, is not reused.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -18,6 +17,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use rustc_hash::FxHashMap;
 
 /// A connection idle for longer is closed rather than reused (replicas usually close
 /// idle keep-alive connections themselves, some sooner).
@@ -33,7 +33,7 @@ struct Idle {
 }
 
 thread_local! {
-    static IDLE: RefCell<HashMap<SocketAddr, Vec<Idle>>> = RefCell::new(HashMap::new());
+    static IDLE: RefCell<FxHashMap<SocketAddr, Vec<Idle>>> = RefCell::new(FxHashMap::default());
     static CHECKINS: Cell<u32> = const { Cell::new(0) };
 }
 
@@ -108,6 +108,7 @@ pub(crate) async fn connect(
         .map_err(|_| ConnectError::Timeout(connect_timeout))??;
     stream.set_nodelay(true)?;
     let (sender, connection) = hyper::client::conn::http1::Builder::new()
+        .writev(false)
         .handshake(TokioIo::new(stream))
         .await?;
     tokio::spawn(async move {

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rustc_hash::FxHashMap;
 use tokio::sync::Notify;
 
 use crate::metrics::AppMetrics;
@@ -56,7 +57,8 @@ impl Default for RouteSettings {
 /// Every service app the proxy can reach, by name.
 #[derive(Default)]
 pub struct Routes {
-    apps: RwLock<HashMap<String, Arc<AppRoute>>>,
+    /// App names are the deployers' own, so a fast hasher is safe here.
+    apps: RwLock<FxHashMap<String, Arc<AppRoute>>>,
 }
 
 impl Routes {
@@ -185,8 +187,7 @@ impl AppRoute {
     }
 
     pub(crate) fn touch(&self) {
-        self.last_activity_ms
-            .store(unix_millis(), Ordering::Release);
+        note_activity(&self.last_activity_ms);
     }
 
     /// Resolves when a request is waiting for a replica (scale from zero, or all busy).
@@ -348,8 +349,7 @@ impl Replica {
             }
         }
         self.requests.fetch_add(1, Ordering::Relaxed);
-        self.last_activity_ms
-            .store(unix_millis(), Ordering::Release);
+        note_activity(&self.last_activity_ms);
         Some(InflightGuard {
             replica: self.clone(),
             route_changed: None,
@@ -391,9 +391,7 @@ impl InflightGuard {
 impl Drop for InflightGuard {
     fn drop(&mut self) {
         self.replica.inflight.fetch_sub(1, Ordering::AcqRel);
-        self.replica
-            .last_activity_ms
-            .store(unix_millis(), Ordering::Release);
+        note_activity(&self.replica.last_activity_ms);
         if let Some(route) = &self.route_changed {
             if route.waiting() > 0 {
                 route.changed.notify_waiters();
@@ -427,6 +425,15 @@ impl Drop for WebSocketGuard {
             }
         }
         self.replica.websockets.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Sets a last-activity time to now. Many requests fall in the same millisecond, and
+/// a store would take the cache line from the other front threads every time.
+fn note_activity(last_activity_ms: &AtomicI64) {
+    let now = unix_millis();
+    if last_activity_ms.load(Ordering::Relaxed) != now {
+        last_activity_ms.store(now, Ordering::Release);
     }
 }
 

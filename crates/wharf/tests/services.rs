@@ -694,6 +694,58 @@ fn following_an_apps_logs_picks_up_replicas_that_start_later() {
     );
 }
 
+/// Python's http.server answers in HTTP/1.0 and closes; the client still gets HTTP/1.1 and
+/// keeps its connection (the proxy, not the replica, speaks to the client).
+#[test]
+fn an_http_1_0_replica_is_answered_in_http_1_1_on_a_kept_connection() {
+    use std::io::{BufRead, BufReader, Read, Write};
+
+    let server = Server::start();
+    let app = app_folder(&[
+        (
+            "wharf.toml",
+            "name = \"py10\"\nkind = \"service\"\ncommand = [\"sh\", \"-c\", \"exec python3 -m http.server $PORT --bind 127.0.0.1\"]\n\n[service]\naccess = \"public\"\nhealth = \"/hello.txt\"\n",
+        ),
+        ("hello.txt", "hello from python\n"),
+    ]);
+    server.deploy(app.path());
+    wait_ready(&server, "py10", "/hello.txt");
+
+    let address = server.url().trim_start_matches("http://").to_owned();
+    let stream = std::net::TcpStream::connect(&address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    for _ in 0..2 {
+        write!(
+            writer,
+            "GET /apps/py10/hello.txt HTTP/1.1\r\nHost: {address}\r\n\r\n"
+        )
+        .unwrap();
+        let mut status = String::new();
+        reader.read_line(&mut status).unwrap();
+        assert!(status.starts_with("HTTP/1.1 200"), "{status:?}");
+        let mut length = None;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let line = line.trim_end().to_ascii_lowercase();
+            if line.is_empty() {
+                break;
+            }
+            assert_ne!(line, "connection: close");
+            if let Some(value) = line.strip_prefix("content-length:") {
+                length = value.trim().parse::<usize>().ok();
+            }
+        }
+        let mut body = vec![0; length.expect("a content-length")];
+        reader.read_exact(&mut body).unwrap();
+        assert_eq!(body, b"hello from python\n");
+    }
+}
+
 /// Like `wait_for`, but gives up after 30 s with `None` instead of panicking (so the caller
 /// can stop its child processes first).
 fn poll_for_30s<T>(mut check: impl FnMut() -> Option<T>) -> Option<T> {

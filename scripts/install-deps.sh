@@ -3,7 +3,8 @@
 # R with jsonlite, plumber and shiny (the examples), bubblewrap (the sandbox), curl, git (git-backed apps),
 # and the S3 clients the tests drive Wharf's S3 listener with: rclone, aws-cli and boto3,
 # and aiosmtpd (the SMTP server the notification tests send e-mail to); for the benchmarks,
-# nginx-light, wrk and (from npm) configurable-http-proxy, express and http-proxy-middleware.
+# nginx-light, wrk, valgrind and (from npm) configurable-http-proxy, express and
+# http-proxy-middleware.
 set -euo pipefail
 
 SUDO=""
@@ -26,11 +27,14 @@ command -v pkg-config >/dev/null 2>&1 || packages+=(pkg-config)
 command -v rclone >/dev/null 2>&1 || packages+=(rclone)
 command -v sqlite3 >/dev/null 2>&1 || packages+=(sqlite3)
 command -v openssl >/dev/null 2>&1 || packages+=(openssl)  # certificates for the SMTP TLS tests
-command -v python3 >/dev/null 2>&1 || packages+=(python3 python3-pip)
+# Debian's own python3: the sandbox sees /usr only (a test runs Python's http.server as a
+# service), so a python3 elsewhere on PATH (pyenv) is not enough.
+[ -x /usr/bin/python3 ] || packages+=(python3 python3-pip)
 # Proxy benchmark baselines (wharf-bench proxy / websockets): nginx, wrk, and node for the
 # npm proxies below.
 [ -x /usr/sbin/nginx ] || packages+=(nginx-light)
 command -v wrk >/dev/null 2>&1 || packages+=(wrk)
+command -v valgrind >/dev/null 2>&1 || packages+=(valgrind)  # wharf-bench proxy-instructions
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 
 if [ ${#packages[@]} -gt 0 ]; then

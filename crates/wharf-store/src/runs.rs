@@ -307,9 +307,13 @@ impl Store {
         plan: impl FnOnce(&Run, Option<RunState>) -> Vec<crate::NewNotification> + Send,
     ) -> StoreResult<Option<(Run, Option<Run>)>> {
         let mut tx = self.begin_write().await?;
+        // The end comes from the shim's clock and the start from the server's, taken after
+        // the launch returned: a run that exits at once can seem to end a moment before it
+        // started. It never ends before its start here (durations stay whole).
         let done = sqlx::query(
             "UPDATE runs SET state = $1, exit_code = $2, exit_signal = $3, error = $4,
-                 started_at = COALESCE(started_at, $5), finished_at = $6,
+                 started_at = COALESCE(started_at, $5),
+                 finished_at = MAX($6, COALESCE(started_at, $5, $6)),
                  retried_by = $7
              WHERE id = $8 AND state IN ('queued', 'starting', 'running')",
         )

@@ -127,6 +127,47 @@ async fn state_changes_are_conditional_so_only_one_actor_wins() {
 }
 
 #[tokio::test]
+async fn a_run_never_ends_before_it_started() {
+    let (store, app) = store_with_app().await;
+    let check = |started: Option<i64>, outcome_start: Option<i64>, end: i64, expect: (i64, i64)| {
+        let (store, app) = (&store, &app);
+        async move {
+            let id = format!("r{end}-{started:?}-{outcome_start:?}");
+            store
+                .insert_run(&new_run(app, &id, None))
+                .await
+                .expect("insert");
+            if let Some(started) = started {
+                store
+                    .transition_run(&id, &[RunState::Queued], RunState::Starting)
+                    .await
+                    .expect("claim");
+                assert!(store
+                    .mark_run_running(&id, 42, started)
+                    .await
+                    .expect("running"));
+            }
+            let mut ended = outcome(RunState::Failed);
+            ended.started_at = outcome_start;
+            ended.finished_at = end;
+            store.finish_run(&id, &ended, None).await.expect("finish");
+            let run = store.run(&id).await.expect("run");
+            assert_eq!(
+                (run.started_at, run.finished_at),
+                (Some(expect.0), Some(expect.1)),
+                "{id}"
+            );
+        }
+    };
+    // The shim's exit time a moment before the server recorded the start: clamped.
+    check(Some(1_000), None, 999, (1_000, 1_000)).await;
+    check(Some(1_000), None, 1_500, (1_000, 1_500)).await;
+    // Never marked running: the outcome's own start counts.
+    check(None, Some(700), 600, (700, 700)).await;
+    check(None, Some(700), 900, (700, 900)).await;
+}
+
+#[tokio::test]
 async fn a_finished_run_and_its_retry_are_written_together() {
     let (store, app) = store_with_app().await;
     store

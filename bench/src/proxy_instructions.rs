@@ -4,7 +4,7 @@
 //! count repeats to within a percent from run to run, so it shows what a change to the
 //! proxy path costs or saves.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -116,11 +116,7 @@ fn callgrind_launcher(out_file: &Path) -> Vec<String> {
 
 /// nginx with one worker in its own process (`master_process off`), under callgrind.
 fn start_nginx(scratch: &Path, backend_port: u16, out_file: &Path) -> anyhow::Result<Target> {
-    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|path| path.is_file())
-        .context("nginx is not installed; run scripts/install-deps.sh (nginx-light)")?;
+    let nginx = targets::nginx_binary()?;
     let dir = scratch.join("nginx");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let port = targets::free_port()?;
@@ -131,9 +127,10 @@ fn start_nginx(scratch: &Path, backend_port: u16, out_file: &Path) -> anyhow::Re
     let config_path = dir.join("nginx.conf");
     std::fs::write(&config_path, config)
         .with_context(|| format!("cannot write {}", config_path.display()))?;
-    let mut command = Command::new("valgrind");
+    let launcher = callgrind_launcher(out_file);
+    let mut command = Command::new(&launcher[0]);
     command
-        .args(callgrind_launcher(out_file).iter().skip(1))
+        .args(&launcher[1..])
         .arg(nginx)
         .arg("-p")
         .arg(&dir)

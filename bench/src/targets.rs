@@ -271,6 +271,15 @@ fn node_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_NODE_DIR))
 }
 
+/// Debian's nginx binary.
+pub fn nginx_binary() -> anyhow::Result<PathBuf> {
+    ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|path| path.is_file())
+        .context("nginx is not installed; run scripts/install-deps.sh (nginx-light)")
+}
+
 pub fn nginx_config(dir: &Path, workers: usize, listen_port: u16, backend_port: u16) -> String {
     let dir = dir.display();
     format!(
@@ -330,11 +339,7 @@ pub fn start_baseline(
             bail!("internal error: {} is not a baseline proxy", kind.label())
         }
         TargetKind::Nginx => {
-            let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-                .into_iter()
-                .map(PathBuf::from)
-                .find(|path| path.is_file())
-                .context("nginx is not installed; run scripts/install-deps.sh (nginx-light)")?;
+            let nginx = nginx_binary()?;
             let config_path = scratch.join("nginx.conf");
             let config = nginx_config(scratch, bench.cores, port, backend_port);
             std::fs::write(&config_path, config)

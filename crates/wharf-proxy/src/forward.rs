@@ -20,10 +20,12 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 
-use crate::pool::{send, Pooled};
+use crate::h1::{ExchangeError, ReplicaBody};
+use crate::pool::send;
 use crate::routes::{AppRoute, InflightGuard, Replica, ReplicaState, RouteSettings};
 
 /// The sticky-session cookie (`REPLICA~SESSION`), scoped to the app's path.
@@ -122,7 +124,7 @@ pub async fn forward(
         send(replica.addr, settings.connect_timeout, upstream),
     )
     .await;
-    let (mut response, mut connection) = match sent {
+    let (incoming, connection) = match sent {
         Ok(Ok(sent)) => sent,
         Ok(Err(error)) => {
             tracing::warn!(app = %route.name, replica = %replica.id, %error, "The replica did not answer.");
@@ -153,6 +155,8 @@ pub async fn forward(
             return response;
         }
     };
+    let body = ReplicaBody::new(connection, replica.addr, &incoming);
+    let mut response = incoming.response;
     route
         .metrics
         .observe_response(response.status().as_u16(), started.elapsed());
@@ -169,21 +173,23 @@ pub async fn forward(
         }
     }
     if upgraded {
-        connection.discard();
-        if let Some(client_upgrade) = client_upgrade {
-            let upstream_upgrade = hyper::upgrade::on(&mut response);
+        if let (Some(client_upgrade), Some((mut upstream, early))) =
+            (client_upgrade, body.into_upgraded())
+        {
             let websocket_guard = replica.begin_websocket(session_id);
             // The request slot is for the handshake; the open WebSocket is counted apart.
             drop(guard);
             let app = route.name.clone();
             tokio::spawn(async move {
                 let _websocket_guard = websocket_guard;
-                match tokio::try_join!(client_upgrade, upstream_upgrade) {
-                    Ok((client_io, upstream_io)) => {
+                match client_upgrade.await {
+                    Ok(client_io) => {
                         let mut client_io = TokioIo::new(client_io);
-                        let mut upstream_io = TokioIo::new(upstream_io);
-                        let _ =
-                            tokio::io::copy_bidirectional(&mut client_io, &mut upstream_io).await;
+                        // What the replica sent right after its 101 goes first.
+                        if !early.is_empty() && client_io.write_all(&early).await.is_err() {
+                            return;
+                        }
+                        let _ = tokio::io::copy_bidirectional(&mut client_io, &mut upstream).await;
                     }
                     Err(error) => {
                         tracing::debug!(%app, %error, "A WebSocket upgrade did not complete.");
@@ -191,16 +197,15 @@ pub async fn forward(
                 }
             });
         }
-        let (parts, _) = response.into_parts();
+        let (parts, ()) = response.into_parts();
         return Response::from_parts(parts, Body::empty());
     }
-    let (parts, body) = response.into_parts();
+    let (parts, ()) = response.into_parts();
     Response::from_parts(
         parts,
         Body::new(GuardedBody {
             body,
             _guard: guard,
-            _connection: connection,
         }),
     )
 }
@@ -613,23 +618,22 @@ fn clean_response_headers(
     }
 }
 
-/// A response body that holds the request's slot until it is finished (or dropped).
-/// Dropped after the slot's guard, the connection goes back to the pool only once the body
-/// ended (hyper closes one whose body was abandoned).
+/// A response body that holds the request's slot until it is finished (or dropped). The
+/// connection goes back to the pool only once the body ended; one whose body was abandoned
+/// is closed.
 struct GuardedBody {
-    body: Incoming,
+    body: ReplicaBody,
     _guard: InflightGuard,
-    _connection: Pooled,
 }
 
 impl http_body::Body for GuardedBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = ExchangeError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         context: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, ExchangeError>>> {
         Pin::new(&mut self.body).poll_frame(context)
     }
 

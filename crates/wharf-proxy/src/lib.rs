@@ -14,6 +14,7 @@
 //! users either: the API layer authenticates and passes the user in [`ForwardContext`].
 
 mod forward;
+mod h1;
 pub mod metrics;
 mod pool;
 mod probe;

@@ -1,34 +1,33 @@
 //! Keep-alive connections to replicas, one pool per thread, and [`send`]: a request on
-//! one of them, retried once on a new connection if the replica had closed it.
+//! one of them, sent once more on a new connection if the replica had closed it.
 //!
 //! The front serves each client connection on one of a few single-threaded runtimes (see
-//! `wharf-api`'s `front`), so a pool per thread needs no lock, and a connection's driver
-//! task runs on the thread that uses it: a proxied request never wakes another thread.
-//! A connection goes back to its pool when the response body it carried has ended
-//! ([`Pooled`] is dropped); one the replica closed, or that carried a WebSocket upgrade
-//! or an unfinished body, is not reused.
+//! `wharf-api`'s `front`), so a pool per thread needs no lock, and the request task that
+//! takes a connection does its I/O itself ([`crate::h1`]): a proxied request never wakes
+//! another task or thread. A connection goes back to its pool when the response body it
+//! carried has ended; one that carried a WebSocket upgrade, an unfinished or malformed
+//! body, or `Connection: close` is not reused.
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use http::Request;
 use rustc_hash::FxHashMap;
+
+use crate::h1::{exchange, Connection, ExchangeError, Incoming, Outgoing};
 
 /// A connection idle for longer is closed rather than reused (replicas usually close
 /// idle keep-alive connections themselves, some sooner).
 const IDLE_LIMIT: Duration = Duration::from_secs(30);
 /// Idle connections kept per replica address and thread.
 const MAX_IDLE_PER_ADDR: usize = 1024;
-/// Every so many check-ins, closed connections of every address are dropped.
+/// Every so many check-ins, expired connections of every address are dropped.
 const SWEEP_EVERY: u32 = 4096;
 
 struct Idle {
-    sender: SendRequest<Body>,
+    connection: Connection,
     since: Instant,
 }
 
@@ -44,115 +43,33 @@ pub(crate) enum ConnectError {
     Timeout(Duration),
     #[error("cannot connect: {0}")]
     Io(#[from] std::io::Error),
-    #[error("the HTTP handshake failed: {0}")]
-    Handshake(#[from] hyper::Error),
 }
 
-/// A connection to `addr` taken from the pool; it goes back when dropped, if still usable.
-pub(crate) struct Pooled {
-    addr: SocketAddr,
-    sender: Option<SendRequest<Body>>,
-    /// Came from the pool (it may have been closed by the replica meanwhile).
-    pub(crate) reused: bool,
-}
-
-impl Pooled {
-    pub(crate) fn sender(&mut self) -> &mut SendRequest<Body> {
-        self.sender
-            .as_mut()
-            .expect("a Pooled holds its sender until dropped")
-    }
-
-    /// Never return this connection to the pool (it was upgraded, or failed).
-    pub(crate) fn discard(&mut self) {
-        self.sender = None;
-    }
-}
-
-impl Drop for Pooled {
-    fn drop(&mut self) {
-        if let Some(sender) = self.sender.take() {
-            if !sender.is_closed() {
-                checkin(self.addr, sender);
-            }
-        }
-    }
-}
-
-/// An idle connection to `addr` that is ready for a request, else a new one.
-pub(crate) async fn checkout(
-    addr: SocketAddr,
-    connect_timeout: Duration,
-) -> Result<Pooled, ConnectError> {
-    while let Some(mut sender) = take_idle(addr) {
-        // Usually ready at once; a connection whose previous response just ended may need
-        // its driver to run first. An error means the replica closed it.
-        if sender.ready().await.is_ok() {
-            return Ok(Pooled {
-                addr,
-                sender: Some(sender),
-                reused: true,
-            });
-        }
-    }
-    connect(addr, connect_timeout).await
-}
-
-/// A new connection to `addr`, its driver spawned on this thread's runtime.
-pub(crate) async fn connect(
-    addr: SocketAddr,
-    connect_timeout: Duration,
-) -> Result<Pooled, ConnectError> {
-    let stream = tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(addr))
-        .await
-        .map_err(|_| ConnectError::Timeout(connect_timeout))??;
-    stream.set_nodelay(true)?;
-    let (sender, connection) = hyper::client::conn::http1::Builder::new()
-        .writev(false)
-        .handshake(TokioIo::new(stream))
-        .await?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.with_upgrades().await {
-            tracing::debug!(%addr, %error, "A connection to a replica ended with an error.");
-        }
-    });
-    Ok(Pooled {
-        addr,
-        sender: Some(sender),
-        reused: false,
-    })
-}
-
-/// How many of the most recently used idle connections are looked at for one that is
-/// ready now (whose previous exchange its driver has finished).
-const READY_SCAN: usize = 8;
-
-fn take_idle(addr: SocketAddr) -> Option<SendRequest<Body>> {
+/// The newest usable idle connection to `addr`, if any.
+fn take_idle(addr: SocketAddr) -> Option<Connection> {
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         let list = idle.get_mut(&addr)?;
-        // The newest connection may still be finishing its last exchange; an older one
-        // that is ready now saves waiting for its driver.
-        let scan_from = list.len().saturating_sub(READY_SCAN);
-        if let Some(position) = list[scan_from..]
-            .iter()
-            .rposition(|entry| entry.sender.is_ready())
-        {
-            let entry = list.remove(scan_from + position);
-            if entry.since.elapsed() < IDLE_LIMIT {
-                return Some(entry.sender);
-            }
-        }
         while let Some(entry) = list.pop() {
-            if !entry.sender.is_closed() && entry.since.elapsed() < IDLE_LIMIT {
-                return Some(entry.sender);
+            if entry.since.elapsed() < IDLE_LIMIT && entry.connection.is_usable() {
+                return Some(entry.connection);
             }
         }
         None
     })
 }
 
-fn checkin(addr: SocketAddr, sender: SendRequest<Body>) {
+/// A new connection to `addr`.
+async fn connect(addr: SocketAddr, connect_timeout: Duration) -> Result<Connection, ConnectError> {
+    let stream = tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| ConnectError::Timeout(connect_timeout))??;
+    stream.set_nodelay(true)?;
+    Ok(Connection::new(stream))
+}
+
+/// Puts a connection whose exchange is complete back into this thread's pool.
+pub(crate) fn checkin(addr: SocketAddr, connection: Connection) {
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         let now = Instant::now();
@@ -164,7 +81,10 @@ fn checkin(addr: SocketAddr, sender: SendRequest<Body>) {
             .count();
         let excess = (list.len() + 1).saturating_sub(MAX_IDLE_PER_ADDR);
         list.drain(..stale.max(excess).min(list.len()));
-        list.push(Idle { sender, since: now });
+        list.push(Idle {
+            connection,
+            since: now,
+        });
         let checkins = CHECKINS.with(|count| {
             let next = count.get().wrapping_add(1);
             count.set(next);
@@ -172,9 +92,7 @@ fn checkin(addr: SocketAddr, sender: SendRequest<Body>) {
         });
         if checkins.is_multiple_of(SWEEP_EVERY) {
             idle.retain(|_, list| {
-                list.retain(|entry| {
-                    !entry.sender.is_closed() && now.duration_since(entry.since) < IDLE_LIMIT
-                });
+                list.retain(|entry| now.duration_since(entry.since) < IDLE_LIMIT);
                 !list.is_empty()
             });
         }
@@ -183,7 +101,7 @@ fn checkin(addr: SocketAddr, sender: SendRequest<Body>) {
 
 /// Idle connections this thread holds to `addr`.
 #[cfg(test)]
-fn idle_count(addr: SocketAddr) -> usize {
+pub(crate) fn idle_count(addr: SocketAddr) -> usize {
     IDLE.with(|idle| idle.borrow().get(&addr).map_or(0, Vec::len))
 }
 
@@ -192,45 +110,29 @@ fn idle_count(addr: SocketAddr) -> usize {
 pub(crate) enum SendError {
     #[error("{0}")]
     Connect(#[from] ConnectError),
-    #[error("{}", describe_hyper_error(.0))]
-    Http(#[from] hyper::Error),
+    #[error("{0}")]
+    Exchange(#[from] ExchangeError),
 }
 
-fn describe_hyper_error(error: &hyper::Error) -> String {
-    use std::error::Error;
-    match error.source() {
-        Some(source) => format!("{error}: {source}"),
-        None => error.to_string(),
-    }
-}
-
-/// Sends `request` on a pooled connection to `addr`. A pooled connection the replica
-/// closed before the request went out (its keep-alive ran out just then) hands the
-/// request back, and it is sent once more on a new connection.
+/// Sends `request` on a pooled connection to `addr` and reads the response head. A request
+/// without a body that meets a kept connection the replica had just closed (no answer at
+/// all) is sent once more on a new connection.
 pub(crate) async fn send(
     addr: SocketAddr,
     connect_timeout: Duration,
     request: Request<Body>,
-) -> Result<(Response<Incoming>, Pooled), SendError> {
-    let mut connection = checkout(addr, connect_timeout).await?;
-    let request = match connection.sender().try_send_request(request).await {
-        Ok(response) => return Ok((response, connection)),
-        Err(mut error) => {
-            connection.discard();
-            match error.take_message() {
-                Some(request) if connection.reused => request,
-                _ => return Err(error.into_error().into()),
-            }
-        }
-    };
-    let mut connection = connect(addr, connect_timeout).await?;
-    match connection.sender().try_send_request(request).await {
-        Ok(response) => Ok((response, connection)),
-        Err(error) => {
-            connection.discard();
-            Err(error.into_error().into())
+) -> Result<(Incoming, Connection), SendError> {
+    let mut outgoing = Outgoing::new(request);
+    if let Some(mut connection) = take_idle(addr) {
+        match exchange(&mut connection, &mut outgoing).await {
+            Ok(incoming) => return Ok((incoming, connection)),
+            Err(ExchangeError::ClosedBeforeAnswer) if outgoing.can_resend() => {}
+            Err(error) => return Err(error.into()),
         }
     }
+    let mut connection = connect(addr, connect_timeout).await?;
+    let incoming = exchange(&mut connection, &mut outgoing).await?;
+    Ok((incoming, connection))
 }
 
 #[cfg(test)]
@@ -285,12 +187,12 @@ mod send_tests {
             .header(header::HOST, "test")
             .body(Body::empty())
             .unwrap();
-        let (response, connection) = send(addr, Duration::from_secs(5), request)
+        let (incoming, connection) = send(addr, Duration::from_secs(5), request)
             .await
             .expect("the request reaches the replica");
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        // Back to the pool once the body ended, as GuardedBody does.
-        drop(connection);
+        // Back to the pool once the body ended.
+        let body = crate::h1::ReplicaBody::new(connection, addr, &incoming);
+        let body = body.collect().await.unwrap().to_bytes();
         String::from_utf8(body.to_vec()).unwrap()
     }
 

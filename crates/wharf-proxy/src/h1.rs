@@ -6,7 +6,8 @@
 //! proxied request than everything else Wharf does (see `wharf-bench proxy-instructions`).
 //! Here the request task does the I/O itself. What it implements (RFC 9112):
 //! - the request head with the body framed by `Content-Length` when its size is known, else
-//!   chunked; the body is sent before the response is read;
+//!   chunked; the body is written while the answer is awaited, and a replica that answers
+//!   early (413, 401) stops it: the rest is not sent and the connection is closed after;
 //! - interim `1xx` responses are skipped (`Expect: 100-continue` reaches the replica);
 //!   `101 Switching Protocols` hands the connection over ([`ReplicaBody::into_upgraded`]);
 //! - response bodies: none (`HEAD`, 204, 304), `Transfer-Encoding` (chunked, else until the
@@ -30,7 +31,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::BodyExt;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// The largest response head read (status line and headers).
@@ -76,11 +77,14 @@ impl Connection {
         let mut probe = [0u8; 1];
         matches!(self.stream.try_read(&mut probe), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
     }
+}
 
-    async fn read_more(&mut self) -> io::Result<usize> {
-        make_room(&mut self.buffer);
-        tokio::io::AsyncReadExt::read_buf(&mut self.stream, &mut self.buffer).await
-    }
+async fn read_more(
+    stream: &mut (impl AsyncRead + Unpin),
+    buffer: &mut BytesMut,
+) -> io::Result<usize> {
+    make_room(buffer);
+    tokio::io::AsyncReadExt::read_buf(stream, buffer).await
 }
 
 /// Why an exchange with a replica failed.
@@ -196,6 +200,10 @@ enum Framing {
 
 /// Sends `outgoing` on `connection` and reads the response head. `Err(ClosedBeforeAnswer)`
 /// leaves `outgoing` usable for another attempt when [`Outgoing::can_resend`].
+///
+/// A request body is written while the answer is awaited: a replica may answer before it
+/// has read the whole body (413 for an upload too large, 401), and then no more of the body
+/// is sent and the connection is not kept (RFC 9112 §9.5).
 pub(crate) async fn exchange(
     connection: &mut Connection,
     outgoing: &mut Outgoing,
@@ -203,10 +211,39 @@ pub(crate) async fn exchange(
     if let Err(error) = connection.stream.write_all(&outgoing.head).await {
         return Err(closed_or(error));
     }
-    if let Some(body) = outgoing.body.take() {
-        write_body(&mut connection.stream, body, &outgoing.framing).await?;
+    let Some(body) = outgoing.body.take() else {
+        return read_head(
+            &mut connection.stream,
+            &mut connection.buffer,
+            outgoing.is_head,
+        )
+        .await;
+    };
+    let (mut reader, mut writer) = connection.stream.split();
+    let write = write_body(&mut writer, body, &outgoing.framing);
+    let read = read_head(&mut reader, &mut connection.buffer, outgoing.is_head);
+    tokio::pin!(write, read);
+    tokio::select! {
+        biased;
+        written = &mut write => match written {
+            Ok(()) => read.await,
+            // The client's own body failed: there is nothing to wait for.
+            Err(error @ ExchangeError::RequestBody(_)) => Err(error),
+            // The replica stopped reading; an answer it sent first says why.
+            Err(error) => match read.await {
+                Ok(mut incoming) => {
+                    incoming.keep_alive = false;
+                    Ok(incoming)
+                }
+                Err(_) => Err(error),
+            },
+        },
+        answered = &mut read => {
+            let mut incoming = answered?;
+            incoming.keep_alive = false; // the rest of the body was not sent
+            Ok(incoming)
+        }
     }
-    read_head(connection, outgoing.is_head).await
 }
 
 /// A write or read error that means the replica had closed the connection.
@@ -221,7 +258,7 @@ fn closed_or(error: io::Error) -> ExchangeError {
 }
 
 async fn write_body(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncWrite + Unpin),
     mut body: Body,
     framing: &RequestFraming,
 ) -> Result<(), ExchangeError> {
@@ -260,12 +297,13 @@ async fn write_body(
 }
 
 async fn read_head(
-    connection: &mut Connection,
+    stream: &mut (impl AsyncRead + Unpin),
+    buffer: &mut BytesMut,
     request_was_head: bool,
 ) -> Result<Incoming, ExchangeError> {
     let mut answered = false;
     loop {
-        if let Some(incoming) = take_head(&mut connection.buffer)? {
+        if let Some(incoming) = take_head(buffer)? {
             let status = incoming.response.status();
             if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
                 answered = true;
@@ -276,14 +314,14 @@ async fn read_head(
             incoming.keep_alive &= !matches!(incoming.framing, Framing::UntilClose);
             return Ok(incoming);
         }
-        if connection.buffer.len() > MAX_HEAD {
+        if buffer.len() > MAX_HEAD {
             return Err(protocol(format!(
                 "its response head is longer than {} KiB",
                 MAX_HEAD / 1024
             )));
         }
-        match connection.read_more().await {
-            Ok(0) if connection.buffer.is_empty() && !answered => {
+        match read_more(stream, buffer).await {
+            Ok(0) if buffer.is_empty() && !answered => {
                 return Err(ExchangeError::ClosedBeforeAnswer)
             }
             Ok(0) => {
@@ -292,9 +330,7 @@ async fn read_head(
                 ))
             }
             Ok(_) => {}
-            Err(error) if connection.buffer.is_empty() && !answered => {
-                return Err(closed_or(error))
-            }
+            Err(error) if buffer.is_empty() && !answered => return Err(closed_or(error)),
             Err(error) => return Err(ExchangeError::Io(error)),
         }
     }

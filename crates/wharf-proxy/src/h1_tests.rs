@@ -478,3 +478,52 @@ async fn a_broken_answer_is_an_error_that_names_the_problem() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn an_early_answer_stops_the_upload_and_is_passed_on() {
+    // The replica reads only the head, answers 413, and never reads the 16 MiB body: the
+    // body cannot all fit in socket buffers, so waiting for it to be sent would hang.
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let replica = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut got = Vec::new();
+        while !got.windows(4).any(|window| window == b"\r\n\r\n") {
+            let mut chunk = [0u8; 1024];
+            let read = stream.read(&mut chunk).await.unwrap();
+            got.extend_from_slice(&chunk[..read]);
+        }
+        stream
+            .write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\n\r\ntoo big!")
+            .await
+            .unwrap();
+        // Holds the connection without reading more, as a replica that has answered may.
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+    });
+    let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+    let parts = (0..256).map(move |_| Ok::<_, std::io::Error>(chunk.clone()));
+    let request = Request::builder()
+        .method("POST")
+        .uri("/upload")
+        .header("host", "app")
+        .body(Body::from_stream(futures::stream::iter(parts)))
+        .unwrap();
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        round_trip(addr, request),
+    )
+    .await
+    .expect("the early answer arrives while the body is still being sent");
+    let (status, _, body) = answer.unwrap();
+    assert_eq!(
+        (status, body.as_slice()),
+        (StatusCode::PAYLOAD_TOO_LARGE, &b"too big!"[..])
+    );
+    assert_eq!(
+        crate::pool::idle_count(addr),
+        0,
+        "a connection with half a body sent is not kept"
+    );
+    replica.abort();
+}

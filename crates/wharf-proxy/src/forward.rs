@@ -22,7 +22,6 @@ use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Frame;
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncWriteExt;
 
 use crate::h1::{ExchangeError, ReplicaBody};
 use crate::pool::send;
@@ -173,7 +172,7 @@ pub async fn forward(
         }
     }
     if upgraded {
-        if let (Some(client_upgrade), Some((mut upstream, early))) =
+        if let (Some(client_upgrade), Some((upstream, early))) =
             (client_upgrade, body.into_upgraded())
         {
             let websocket_guard = replica.begin_websocket(session_id);
@@ -184,12 +183,8 @@ pub async fn forward(
                 let _websocket_guard = websocket_guard;
                 match client_upgrade.await {
                     Ok(client_io) => {
-                        let mut client_io = TokioIo::new(client_io);
                         // What the replica sent right after its 101 goes first.
-                        if !early.is_empty() && client_io.write_all(&early).await.is_err() {
-                            return;
-                        }
-                        let _ = tokio::io::copy_bidirectional(&mut client_io, &mut upstream).await;
+                        let _ = crate::pump::pump(TokioIo::new(client_io), upstream, early).await;
                     }
                     Err(error) => {
                         tracing::debug!(%app, %error, "A WebSocket upgrade did not complete.");

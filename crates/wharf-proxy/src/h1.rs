@@ -636,13 +636,14 @@ impl ReplicaBody {
     }
 
     /// The connection after `101 Switching Protocols`, with any bytes the replica already
-    /// sent past the head (`None` if this response was not an upgrade).
-    pub(crate) fn into_upgraded(mut self) -> Option<(TcpStream, Bytes)> {
+    /// sent past the head (`None` if this response was not an upgrade). The read buffer is
+    /// freed: an open WebSocket keeps no buffer while idle.
+    pub(crate) fn into_upgraded(mut self) -> Option<(TcpStream, Vec<u8>)> {
         if self.framing != Framing::Upgrade {
             return None;
         }
         let connection = self.connection.take()?;
-        Some((connection.stream, connection.buffer.freeze()))
+        Some((connection.stream, connection.buffer.to_vec()))
     }
 
     /// The body ended: a reusable connection goes back, any other is closed.

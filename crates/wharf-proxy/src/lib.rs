@@ -18,6 +18,7 @@ mod h1;
 pub mod metrics;
 mod pool;
 mod probe;
+mod pump;
 mod routes;
 
 pub use crate::forward::{forward, plain, ForwardContext, STICKY_COOKIE};

@@ -348,6 +348,40 @@ fn added_latency_rows(outcomes: &[(TargetKind, Outcome)]) -> Vec<Row> {
         .collect()
 }
 
+/// Where Wharf's added p50 is over the goal: what nginx adds at the same load, and the
+/// wait that Little's law predicts from throughput alone (N requests always outstanding).
+fn saturation_notes(outcomes: &[(TargetKind, Outcome)]) -> Vec<String> {
+    let (Some(wharf), Some(direct), Some(nginx)) = (
+        outcome_of(outcomes, TargetKind::Wharf),
+        outcome_of(outcomes, TargetKind::Direct),
+        outcome_of(outcomes, TargetKind::Nginx),
+    ) else {
+        return Vec::new();
+    };
+    CONNECTIONS
+        .iter()
+        .filter_map(|connections| {
+            let (wharf, direct, nginx) = (
+                at(wharf, *connections)?,
+                at(direct, *connections)?,
+                at(nginx, *connections)?,
+            );
+            if wharf.p50_ms - direct.p50_ms <= GOAL_ADDED_P50_MS {
+                return None;
+            }
+            let queue_ms = |rate: f64| *connections as f64 / rate * 1000.0;
+            Some(format!(
+                "At {connections} connections wrk keeps {connections} requests outstanding, so                  a request's time is mostly its wait in line: connections ÷ req/s (Little's                  law) is {:.2} ms through Wharf, {:.2} ms through nginx and {:.2} ms direct.                  nginx adds {:+.3} ms to the p50 here, Wharf {:+.3} ms.",
+                queue_ms(wharf.requests_per_second),
+                queue_ms(nginx.requests_per_second),
+                queue_ms(direct.requests_per_second),
+                nginx.p50_ms - direct.p50_ms,
+                wharf.p50_ms - direct.p50_ms,
+            ))
+        })
+        .collect()
+}
+
 fn error_notes(outcomes: &[(TargetKind, Outcome)]) -> Vec<String> {
     let mut notes = Vec::new();
     for (kind, outcome) in outcomes {
@@ -404,6 +438,7 @@ pub fn measure(bench: &Bench) -> anyhow::Result<Section> {
     ));
     goal_rows.extend(added_latency_rows(&outcomes));
     let mut notes = error_notes(&outcomes);
+    notes.extend(saturation_notes(&outcomes));
     notes.push(format!(
         "Load average (1, 5, 15 min) before the first round: {load_before}; after the last: {}. \
          wrk, the proxy and the backend share the machine's {} cores.",

@@ -88,8 +88,11 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        // WAL lets readers run beside the one writer; four connections (each a thread with
+        // its own page cache) keep a small server's memory down, and queries take well
+        // under a millisecond.
         let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+            .max_connections(4)
             .min_connections(1)
             .connect_with(options)
             .await?;

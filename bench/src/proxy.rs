@@ -371,7 +371,10 @@ fn saturation_notes(outcomes: &[(TargetKind, Outcome)]) -> Vec<String> {
             }
             let queue_ms = |rate: f64| *connections as f64 / rate * 1000.0;
             Some(format!(
-                "At {connections} connections wrk keeps {connections} requests outstanding, so                  a request's time is mostly its wait in line: connections ÷ req/s (Little's                  law) is {:.2} ms through Wharf, {:.2} ms through nginx and {:.2} ms direct.                  nginx adds {:+.3} ms to the p50 here, Wharf {:+.3} ms.",
+                "At {connections} connections wrk keeps {connections} requests outstanding, so \
+                 a request's time is mostly its wait in line: connections ÷ req/s (Little's \
+                 law) is {:.2} ms through Wharf, {:.2} ms through nginx and {:.2} ms direct. \
+                 nginx adds {:+.3} ms to the p50 here, Wharf {:+.3} ms.",
                 queue_ms(wharf.requests_per_second),
                 queue_ms(nginx.requests_per_second),
                 queue_ms(direct.requests_per_second),

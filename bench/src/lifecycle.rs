@@ -37,10 +37,12 @@ pub fn measure_rss(bench: &Bench) -> anyhow::Result<Section> {
     server.wait_ready(Duration::from_millis(5), Duration::from_secs(30))?;
     std::thread::sleep(SETTLE);
     let idle = server.rss_kib()?;
+    let idle_split = rss_split(&server, "idle")?;
     let client = ApiClient::new(&server)?;
     crate::dispatch::run_sequentially(&client, &scratch.join("app"), RSS_RUNS)?;
     std::thread::sleep(SETTLE);
     let after_runs = server.rss_kib()?;
+    let after_split = rss_split(&server, &format!("after {RSS_RUNS} runs"))?;
     server.stop()?;
     Ok(Section {
         title: "Server memory (RSS)".into(),
@@ -56,9 +58,21 @@ pub fn measure_rss(bench: &Bench) -> anyhow::Result<Section> {
             rss_row(format!("idle RSS, fresh data dir, {} s after /readyz", SETTLE.as_secs()), idle),
             rss_row(format!("idle RSS after {RSS_RUNS} runs ended (+{} s)", SETTLE.as_secs()), after_runs),
         ],
-        notes: Vec::new(),
+        notes: vec![idle_split, after_split],
         subcommand: "rss",
     })
+}
+
+/// Where the resident memory is: anonymous (heap, stacks) and file-backed (the binary's
+/// code and read-only data paged in; those pages are shared with the page cache).
+fn rss_split(server: &Server, when: &str) -> anyhow::Result<String> {
+    let (anonymous, file) = (server.status_kib("RssAnon")?, server.status_kib("RssFile")?);
+    Ok(format!(
+        "{when}: {:.1} MB anonymous (heap, thread stacks), {:.1} MB file-backed (the binary's \
+         code and data paged in, shared with the page cache).",
+        megabytes(anonymous),
+        megabytes(file)
+    ))
 }
 
 /// Starts a server on `data_dir`, polls `/readyz` every millisecond; returns the time.

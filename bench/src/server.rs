@@ -166,14 +166,19 @@ impl Server {
 
     /// The server process's resident set (VmRSS) in KiB.
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        self.status_kib("VmRSS")
+    }
+
+    /// A `kB` line of `/proc/PID/status` (`VmRSS`, `RssAnon`, `RssFile`).
+    pub fn status_kib(&self, field: &str) -> anyhow::Result<u64> {
         let path = format!("/proc/{}/status", self.pid());
         let status =
             std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
         status
             .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-            .with_context(|| format!("no VmRSS line in {path}"))
+            .with_context(|| format!("no {field} line in {path}"))
     }
 
     /// Stops the server: SIGTERM, up to 10 s for a graceful exit, then SIGKILL; reaps it.

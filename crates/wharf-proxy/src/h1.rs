@@ -693,12 +693,10 @@ impl http_body::Body for ReplicaBody {
                     if this.buffer().is_empty() {
                         match ready!(this.poll_read(context)) {
                             Ok(0) => {
-                                this.connection = None;
-                                this.framing = Framing::Empty;
-                                return Poll::Ready(Some(Err(protocol(format!(
+                                return Poll::Ready(Some(Err(this.fail(protocol(format!(
                                     "the connection closed with {remaining} bytes of the body \
                                      still to come"
-                                )))));
+                                ))))));
                             }
                             Ok(_) => {}
                             Err(error) => return Poll::Ready(Some(Err(this.fail(error)))),
@@ -725,20 +723,14 @@ impl http_body::Body for ReplicaBody {
                         }
                         Ok(Decoded::NeedMore) => match ready!(this.poll_read(context)) {
                             Ok(0) => {
-                                this.connection = None;
-                                this.framing = Framing::Empty;
-                                return Poll::Ready(Some(Err(protocol(
+                                return Poll::Ready(Some(Err(this.fail(protocol(
                                     "the connection closed in the middle of a chunked body",
-                                ))));
+                                )))));
                             }
                             Ok(_) => {}
                             Err(error) => return Poll::Ready(Some(Err(this.fail(error)))),
                         },
-                        Err(error) => {
-                            this.connection = None;
-                            this.framing = Framing::Empty;
-                            return Poll::Ready(Some(Err(error)));
-                        }
+                        Err(error) => return Poll::Ready(Some(Err(this.fail(error)))),
                     }
                 }
                 Framing::UntilClose => {
@@ -774,10 +766,11 @@ impl http_body::Body for ReplicaBody {
 }
 
 impl ReplicaBody {
-    fn fail(&mut self, error: io::Error) -> ExchangeError {
+    /// Ends the body with `error`; the connection is closed, never reused.
+    fn fail(&mut self, error: impl Into<ExchangeError>) -> ExchangeError {
         self.connection = None;
         self.framing = Framing::Empty;
-        ExchangeError::Io(error)
+        error.into()
     }
 }
 

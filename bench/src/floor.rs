@@ -67,6 +67,7 @@ fn launch_spec(setup: &FloorSetup, mode: FloorMode, command: &[&str]) -> LaunchS
         timeout: None,
         kill_grace: Duration::from_secs(5),
         extra_ro_binds: vec![],
+        secrets: None,
     }
 }
 

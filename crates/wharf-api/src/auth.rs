@@ -14,6 +14,25 @@ pub struct Caller {
     pub role: String,
 }
 
+impl Caller {
+    /// 403 unless the caller has one of `roles`; `what` says what needs them.
+    pub(crate) fn require_role(&self, roles: &[&str], what: &str) -> Result<(), ApiError> {
+        if roles.contains(&self.role.as_str()) {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "{what} needs the {} role; \"{}\" is a {}",
+                roles.join(" or "),
+                self.user,
+                self.role
+            ),
+        ))
+    }
+}
+
 impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
@@ -47,5 +66,32 @@ impl FromRequestParts<ApiState> for Caller {
             user: user.name,
             role: user.role,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Caller;
+
+    #[test]
+    fn roles_are_required_by_name_and_refusals_say_which() {
+        let caller = |role: &str| Caller {
+            user: "ana".into(),
+            role: role.into(),
+        };
+        assert!(caller("publisher")
+            .require_role(&["admin", "publisher"], "managing secrets")
+            .is_ok());
+        let refused = caller("viewer")
+            .require_role(&["admin", "publisher"], "managing secrets")
+            .unwrap_err();
+        assert_eq!(refused.status.as_u16(), 403);
+        assert!(
+            refused.message.contains(
+                "managing secrets needs the admin or publisher role; \"ana\" is a viewer"
+            ),
+            "{}",
+            refused.message
+        );
     }
 }

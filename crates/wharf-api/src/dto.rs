@@ -11,6 +11,7 @@ pub use crate::invocations::{
 pub use crate::schedules::{
     FireTimeInfo, ScheduleInfo, TriggerRunRequest, TriggerUrlCreated, TriggerUrlRequest,
 };
+pub use crate::secrets::{SecretInfo, SecretSetRequest};
 pub use crate::users::{PasswordChanged, PasswordRequest, UserCreateRequest, UserInfo};
 
 /// Every error response: `{"error": {"code": "...", "message": "..."}}`.

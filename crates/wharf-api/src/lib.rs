@@ -27,6 +27,7 @@ mod proxy;
 mod runs;
 mod s3keys;
 mod schedules;
+mod secrets;
 mod services;
 mod users;
 
@@ -68,6 +69,7 @@ pub struct ApiState {
         schedules::trigger_run,
         services::list_replicas, services::replica_logs, services::metrics,
         users::list_users, users::create_user, users::set_password, users::delete_user,
+        secrets::list_secrets, secrets::set_secret, secrets::delete_secret,
         invocations::create_invocation, invocations::get_invocation,
         invocations::list_invocations,
     ),
@@ -82,6 +84,7 @@ pub struct ApiState {
         dto::ScheduleInfo, dto::FireTimeInfo, dto::TriggerUrlRequest,
         dto::TriggerUrlCreated, dto::TriggerRunRequest, dto::ReplicaInfo,
         dto::UserInfo, dto::UserCreateRequest, dto::PasswordRequest, dto::PasswordChanged,
+        dto::SecretInfo, dto::SecretSetRequest,
         dto::InvocationAccepted, dto::InvocationInfo, dto::BodyInfo, dto::ResponseInfo,
         dto::CallbackInfo, dto::AttemptInfo,
     )),
@@ -175,6 +178,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/trigger/{app}", post(schedules::trigger_run))
         .route("/apps/{app}/replicas", get(services::list_replicas))
         .route("/replicas/{id}/logs", get(services::replica_logs))
+        .route("/secrets", get(secrets::list_secrets))
+        .route(
+            "/secrets/{name}",
+            axum::routing::put(secrets::set_secret).delete(secrets::delete_secret),
+        )
         .route("/users", get(users::list_users).post(users::create_user))
         .route("/users/{name}", axum::routing::delete(users::delete_user))
         .route(

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::dto::ErrorBody;
-use crate::{rfc3339, ApiError, ApiResult, ApiState};
+use crate::{rfc3339, ApiResult, ApiState};
 
 /// A user as shown to admins. Password hashes are never shown.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -51,18 +51,7 @@ pub struct PasswordChanged {
 }
 
 fn require_admin(caller: &Caller) -> ApiResult<()> {
-    if caller.role == "admin" {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!(
-                "managing users needs the admin role; \"{}\" is a {}",
-                caller.user, caller.role
-            ),
-        ))
-    }
+    caller.require_role(&["admin"], "managing users")
 }
 
 fn user_info(listing: &wharf_control::UserListing) -> UserInfo {

@@ -48,19 +48,26 @@ impl SecretBox {
         }
     }
 
+    /// Loads the key from `path`, which must exist.
+    pub fn load(path: &Path) -> Result<SecretBox, SecretError> {
+        let bytes = std::fs::read(path).map_err(|source| SecretError::KeyFile {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let key: [u8; 32] = bytes.try_into().map_err(|_| SecretError::BadKeyFile {
+            path: path.display().to_string(),
+        })?;
+        Ok(SecretBox::from_key(key))
+    }
+
     /// Loads the key from `path`, creating it (random, 0600) when it does not exist.
     pub fn load_or_create(path: &Path) -> Result<SecretBox, SecretError> {
         let describe = |source| SecretError::KeyFile {
             path: path.display().to_string(),
             source,
         };
-        match std::fs::read(path) {
-            Ok(bytes) => {
-                let key: [u8; 32] = bytes.try_into().map_err(|_| SecretError::BadKeyFile {
-                    path: path.display().to_string(),
-                })?;
-                Ok(SecretBox::from_key(key))
-            }
+        match std::fs::metadata(path) {
+            Ok(_) => SecretBox::load(path),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = [0u8; 32];
                 rand::rngs::OsRng.fill_bytes(&mut key);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
-use wharf_model::manifest::{EnvValue, Manifest, MANIFEST_FILE};
+use wharf_model::manifest::{Manifest, MANIFEST_FILE};
 use wharf_store::NewVersion;
 
 use crate::{remove_dir_if_exists, App, AppVersion, Control, ControlError, ControlResult};
@@ -100,7 +100,7 @@ impl Control {
                 )));
             }
         }
-        reject_unsupported(&manifest)?;
+        self.check_secrets_exist(&manifest).await?;
         self.check_notify_channels(&manifest)?;
 
         let number = self.store().next_version_number(app_name).await?;
@@ -294,18 +294,4 @@ fn read_manifest(dir: &Path, files: &[String]) -> ControlResult<Manifest> {
     };
     wharf_model::manifest::load_manifest(MANIFEST_FILE, text.as_deref(), files)
         .map_err(|errors| ControlError::InvalidBundle(errors.to_string()))
-}
-
-/// Manifest features this server cannot honour yet are refused at deploy time rather
-/// than failing every run later.
-fn reject_unsupported(manifest: &Manifest) -> ControlResult<()> {
-    for (key, value) in &manifest.env {
-        if let EnvValue::Secret { secret } = value {
-            return Err(ControlError::InvalidBundle(format!(
-                "{MANIFEST_FILE}: env.{key} refers to secret \"{secret}\", but this server has \
-                 no secret store yet; pass the value another way"
-            )));
-        }
-    }
-    Ok(())
 }

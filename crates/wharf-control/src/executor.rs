@@ -134,6 +134,7 @@ impl Control {
             timeout: manifest.job.timeout,
             kill_grace: self.config().kill_grace,
             extra_ro_binds: self.config().sandbox_ro_binds.clone(),
+            secrets: self.sealed_env(manifest).await?,
         };
         let launched = self.inner.runtime.launch(&run_dir, &spec).await?;
         let started_at = wharf_store::now_millis();

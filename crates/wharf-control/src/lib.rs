@@ -27,6 +27,7 @@ mod retention;
 mod runs;
 mod scheduler;
 mod schedules;
+mod secrets;
 mod services;
 mod users;
 
@@ -50,6 +51,7 @@ pub use crate::invocations::{
 pub use crate::runs::{RunRequest, Trigger};
 pub use crate::scheduler::{schedule_idempotency_key, scheduled_slot};
 pub use crate::schedules::{FireTime, ScheduleView, NEXT_FIRES_SHOWN};
+pub use crate::secrets::{check_secret_name, MAX_SECRET_SIZE};
 pub use crate::users::{LoginOutcome, NewSession};
 pub use wharf_runtime::Sandbox as RuntimeSandbox;
 pub use wharf_store::{App, AppVersion, GitSource, Run, User, UserListing};

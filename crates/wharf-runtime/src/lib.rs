@@ -56,7 +56,7 @@ pub use crate::launch::{
 };
 pub use crate::sandbox::bubblewrap_available;
 pub use crate::shim::{shim_main, workload_command_line, WorkloadCommandLine};
-pub use crate::spec::{ExitStatus, LaunchSpec, Sandbox};
+pub use crate::spec::{ExitStatus, LaunchSpec, Sandbox, SealedEnv};
 
 /// The launch spec, as JSON.
 pub const SPEC_FILE: &str = "spec.json";

@@ -172,6 +172,7 @@ mod tests {
             timeout: Some(Duration::from_secs(1)),
             kill_grace: Duration::from_secs(1),
             extra_ro_binds: extra_ro_binds.iter().map(PathBuf::from).collect(),
+            secrets: None,
         };
         let args = bubblewrap_args(&spec, Path::new("/srv/runs/r1"), root_entries);
         let text: Vec<String> = args

@@ -38,6 +38,47 @@ pub struct LaunchSpec {
     /// Extra host folders made visible read-only at the same path in the sandbox (an R
     /// library under /opt, for example). Ignored without sandbox.
     pub extra_ro_binds: Vec<PathBuf>,
+    /// Variables whose values are secrets: kept sealed in `spec.json` and opened by the
+    /// shim just before the workload starts, so no file holds them in the clear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<SealedEnv>,
+}
+
+/// Environment variables sealed with the server's key (`wharf_auth::SecretBox`).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct SealedEnv {
+    /// The file holding the key (`DATA/secret.key`).
+    pub key_file: PathBuf,
+    /// (variable, sealed value).
+    pub env: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for SealedEnv {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.env.iter().map(|(name, _)| name.as_str()).collect();
+        formatter
+            .debug_struct("SealedEnv")
+            .field("key_file", &self.key_file)
+            .field("variables", &names)
+            .finish()
+    }
+}
+
+impl SealedEnv {
+    /// The variables with their values opened.
+    pub fn open(&self) -> Result<Vec<(String, String)>, String> {
+        let secret_box =
+            wharf_auth::SecretBox::load(&self.key_file).map_err(|error| error.to_string())?;
+        self.env
+            .iter()
+            .map(|(name, sealed)| {
+                secret_box
+                    .open(sealed)
+                    .map(|value| (name.clone(), value))
+                    .map_err(|error| format!("the secret for {name} could not be opened: {error}"))
+            })
+            .collect()
+    }
 }
 
 impl LaunchSpec {
@@ -63,7 +104,16 @@ impl LaunchSpec {
         if self.command.iter().any(|argument| argument.contains('\0')) {
             return invalid("command", "contains a NUL byte; remove it");
         }
-        for (name, value) in &self.env {
+        let secret_names = self
+            .secrets
+            .iter()
+            .flat_map(|secrets| secrets.env.iter().map(|(name, _)| (name, "")));
+        for (name, value) in self
+            .env
+            .iter()
+            .map(|(name, value)| (name, value.as_str()))
+            .chain(secret_names)
+        {
             if name.is_empty() || name.contains('=') || name.contains('\0') {
                 return invalid(
                     "env",
@@ -136,7 +186,7 @@ impl ExitStatus {
 
 #[cfg(test)]
 mod tests {
-    use crate::{ExitStatus, LaunchSpec, Sandbox};
+    use crate::{ExitStatus, LaunchSpec, Sandbox, SealedEnv};
     use std::path::PathBuf;
     use std::time::Duration;
 
@@ -150,6 +200,7 @@ mod tests {
             timeout: Some(Duration::from_secs(10)),
             kill_grace: Duration::from_secs(5),
             extra_ro_binds: vec![],
+            secrets: None,
         }
     }
 
@@ -267,5 +318,47 @@ mod tests {
         let json = serde_json::to_string(&spec).unwrap();
         assert!(json.contains("\"sandbox\":\"off\""), "{json}");
         assert_eq!(serde_json::from_str::<LaunchSpec>(&json).unwrap(), spec);
+    }
+
+    #[test]
+    fn sealed_variables_open_only_with_the_key_and_never_print() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("secret.key");
+        let secret_box = wharf_auth::SecretBox::load_or_create(&key_file).unwrap();
+        let sealed = SealedEnv {
+            key_file: key_file.clone(),
+            env: vec![("DB_PASSWORD".into(), secret_box.seal("hunter2-hunter2"))],
+        };
+        assert_eq!(
+            sealed.open().unwrap(),
+            vec![("DB_PASSWORD".to_string(), "hunter2-hunter2".to_string())]
+        );
+        let mut spec = spec();
+        spec.secrets = Some(sealed.clone());
+        let json = serde_json::to_string(&spec).unwrap();
+        assert!(!json.contains("hunter2"), "{json}");
+        assert!(!format!("{spec:?}").contains("hunter2"));
+        assert_eq!(serde_json::from_str::<LaunchSpec>(&json).unwrap(), spec);
+
+        // Another key, or none, opens nothing and says which variable failed.
+        std::fs::write(&key_file, [9u8; 32]).unwrap();
+        let error = sealed.open().unwrap_err();
+        assert!(
+            error.contains("the secret for DB_PASSWORD could not be opened"),
+            "{error}"
+        );
+        std::fs::remove_file(&key_file).unwrap();
+        assert!(sealed.open().unwrap_err().contains("secret.key"));
+
+        // A sealed variable's name is checked like any other.
+        check(
+            |spec| {
+                spec.secrets = Some(SealedEnv {
+                    key_file: PathBuf::from("/k"),
+                    env: vec![("A=B".into(), "v1:00".into())],
+                })
+            },
+            Some("invalid variable name"),
+        );
     }
 }

@@ -40,6 +40,7 @@ async fn survival_helper_server() {
         timeout: None,
         kill_grace: Duration::from_secs(5),
         extra_ro_binds: vec![],
+        secrets: None,
     };
     let runtime = runtime();
     if std::env::var_os(SERVER_USES_STANDBY).is_some() {

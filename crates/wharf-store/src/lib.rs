@@ -16,6 +16,7 @@ pub mod replicas;
 pub mod runs;
 pub mod s3_keys;
 pub mod schedules;
+pub mod secrets;
 pub mod sessions;
 pub mod users;
 
@@ -38,6 +39,7 @@ pub use crate::replicas::{ReplicaEnd, ReplicaRow};
 pub use crate::runs::{NewRun, Run, RunOutcome};
 pub use crate::s3_keys::S3Key;
 pub use crate::schedules::{ScheduleAdvance, ScheduleState};
+pub use crate::secrets::SecretInfo;
 pub use crate::sessions::{SessionRow, UserListing};
 pub use crate::users::{ApiToken, User};
 

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
-    buckets, client, commands, deploy, events, follow, notify, s3cmd, s3ls, schedules, server,
-    services, users,
+    buckets, client, commands, deploy, events, follow, notify, s3cmd, s3ls, schedules, secrets,
+    server, services, users,
 };
 
 #[derive(Debug, Parser)]
@@ -96,6 +96,11 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Named secrets that apps receive as environment variables (admins and publishers).
+    Secret {
+        #[command(subcommand)]
+        command: SecretCommand,
+    },
     /// Call a service app (through the proxy), or queue an asynchronous invocation (--async).
     Invoke(crate::invoke::InvokeArgs),
     /// List a service app's asynchronous invocations: what it was asked and answered.
@@ -143,6 +148,27 @@ pub enum UserCommand {
         #[arg(long, short)]
         yes: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Create a secret or replace its value. The value is read from standard input (one
+    /// trailing newline removed), typed without echo on a terminal, or taken whole from
+    /// --from-file.
+    Set {
+        name: String,
+        #[arg(long)]
+        from_file: Option<PathBuf>,
+    },
+    /// List secrets by name (values are never shown).
+    #[command(alias = "ls")]
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a secret; apps that name it fail to start until it is set again.
+    #[command(alias = "rm")]
+    Delete { name: String },
 }
 
 #[derive(Debug, Args)]
@@ -446,6 +472,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schedules(args) => schedules::schedules(args).await.and(ok),
         Command::TriggerUrl(args) => schedules::trigger_url(args).await.and(ok),
         Command::User { command } => users::user(command).await.and(ok),
+        Command::Secret { command } => secrets::secret(command).await.and(ok),
         Command::Invoke(args) => crate::invoke::invoke(args).await,
         Command::Invocations(args) => crate::invoke::invocations(args).await.and(ok),
         Command::Shim { run_dir } => {

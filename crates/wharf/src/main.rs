@@ -17,6 +17,7 @@ mod s3cmd;
 mod s3ls;
 mod s3xml;
 mod schedules;
+mod secrets;
 mod server;
 mod services;
 mod sse;

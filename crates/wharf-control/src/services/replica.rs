@@ -116,6 +116,7 @@ impl Control {
             timeout: None,
             kill_grace: self.config().kill_grace,
             extra_ro_binds: self.config().sandbox_ro_binds.clone(),
+            secrets: self.sealed_env(manifest).await?,
         };
         self.store()
             .insert_replica(

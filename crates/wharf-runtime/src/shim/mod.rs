@@ -223,6 +223,16 @@ fn read_spec(run_dir: &Path, spec_json: Option<Vec<u8>>) -> Result<LaunchSpec, S
     })?;
     spec.validate()
         .map_err(|error| format!("Failed to start: {error}"))?;
+    let mut spec = spec;
+    if let Some(secrets) = spec.secrets.take() {
+        let opened = secrets
+            .open()
+            .map_err(|error| format!("Failed to start: {error}"))?;
+        for (name, value) in opened {
+            spec.env.retain(|(existing, _)| *existing != name);
+            spec.env.push((name, value));
+        }
+    }
     Ok(spec)
 }
 

@@ -411,6 +411,7 @@ mod tests {
             timeout: None,
             kill_grace: Duration::from_secs(1),
             extra_ro_binds: vec![],
+            secrets: None,
         };
         let env = workload_env(&spec, Path::new("/work"));
         let env: Vec<(&str, &str)> = env

@@ -42,6 +42,7 @@ impl Fixture {
             timeout: None,
             kill_grace: Duration::from_secs(5),
             extra_ro_binds: vec![],
+            secrets: None,
         }
     }
 

@@ -44,7 +44,8 @@ fn referenced(manifest: &Manifest) -> Vec<(&str, &str)> {
 }
 
 impl Control {
-    /// Creates or replaces a secret; true when it was created.
+    /// Creates or replaces a secret; true when it was created. Services that name it
+    /// roll their replicas over to the new value.
     pub async fn set_secret(&self, name: &str, value: &str, by: &str) -> ControlResult<bool> {
         check_secret_name(name).map_err(ControlError::Invalid)?;
         if value.len() > MAX_SECRET_SIZE {
@@ -65,6 +66,7 @@ impl Control {
             .put_secret(name, &sealed, by, wharf_store::now_millis())
             .await?;
         tracing::info!(secret = %name, by = %by, created, "A secret was set.");
+        self.secret_changed(name);
         Ok(created)
     }
 

@@ -173,7 +173,7 @@ fn secrets_reach_jobs_sealed_and_are_never_kept_in_the_clear() {
 }
 
 #[test]
-fn a_service_replica_gets_its_secret() {
+fn a_service_gets_its_secret_and_rolls_over_to_a_new_value() {
     let server = Server::start();
     set_secret(&server, "api-key", FIRST);
     // A Python replica that answers with the SHA-256 of its API_KEY.
@@ -203,4 +203,50 @@ HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
             .flatten()
     });
     assert_eq!(body, sha256_hex(FIRST));
+    let first_replica = replica_ids(&server, "keyed");
+
+    // A new value: a new replica starts with it, then the old one drains; requests keep
+    // being answered throughout.
+    set_secret(&server, "api-key", SECOND);
+    let rotated = wait_for(
+        "the new value to be served",
+        Duration::from_secs(60),
+        || {
+            let response = server
+                .http()
+                .get(&url)
+                .send()
+                .expect("request during roll-over");
+            assert_eq!(
+                response.status(),
+                200,
+                "a request failed during the roll-over"
+            );
+            let body = response.text().expect("body");
+            (body == sha256_hex(SECOND)).then_some(body)
+        },
+    );
+    assert_eq!(rotated, sha256_hex(SECOND));
+    wait_for("the old replica to stop", Duration::from_secs(60), || {
+        let running = replica_ids(&server, "keyed");
+        (!running.iter().any(|id| first_replica.contains(id))).then_some(())
+    });
+    let log = server.server_log();
+    assert!(
+        log.contains("Replicas roll over to take a secret's new value"),
+        "{log}"
+    );
+    assert!(!log.contains(FIRST) && !log.contains(SECOND));
+}
+
+/// Ids of the app's replicas that are not stopped.
+fn replica_ids(server: &Server, app: &str) -> Vec<String> {
+    let replicas = server.get(&format!("/apps/{app}/replicas"));
+    replicas
+        .as_array()
+        .expect("replica list")
+        .iter()
+        .filter(|replica| replica["state"] != "stopped")
+        .filter_map(|replica| replica["id"].as_str().map(str::to_owned))
+        .collect()
 }

@@ -124,6 +124,17 @@ impl Control {
         }
     }
 
+    /// A secret got a new value: every service whose active manifest names it rolls its
+    /// replicas over (new ones start with the new value; the old ones drain once they are
+    /// ready).
+    pub(crate) fn secret_changed(&self, secret: &str) {
+        for registered in self.inner.services.lock().values() {
+            let _ = registered
+                .sender
+                .send(Message::SecretChanged(secret.to_owned()));
+        }
+    }
+
     /// Stops every replica of an app and waits until they are gone (the app is deleted).
     pub(crate) async fn stop_service(&self, app_name: &str) {
         let sender = self

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
-use wharf_model::manifest::{AppKind, Manifest};
+use wharf_model::manifest::{AppKind, EnvValue, Manifest};
 use wharf_model::scaling::{ScalerMemory, ScalingSample, ScalingSettings};
 use wharf_proxy::{Access, AppRoute, Replica, ReplicaState, RouteSettings};
 use wharf_runtime::ExitStatus;
@@ -35,6 +35,8 @@ const STABLE_AFTER: Duration = Duration::from_secs(30);
 pub(crate) enum Message {
     /// The app was deployed, rolled back or changed: read it again.
     Reload,
+    /// A secret got a new value: roll the replicas over if the app's manifest names it.
+    SecretChanged(String),
     /// Stop every replica and end; the sender is told when they are gone.
     Shutdown(tokio::sync::oneshot::Sender<()>),
     Ready {
@@ -66,6 +68,8 @@ enum Phase {
 struct Live {
     id: String,
     version: i64,
+    /// The supervisor's `env_epoch` when the replica started.
+    env_epoch: u64,
     port: u16,
     phase: Phase,
     ready_since: Option<Instant>,
@@ -87,6 +91,9 @@ pub(crate) struct Supervisor {
     route: Arc<AppRoute>,
     /// The active version and its manifest (None: not a service any more).
     target: Option<(i64, Arc<Manifest>)>,
+    /// Counts the changes of the secrets the app names: replicas started before the last
+    /// one are replaced like those of an older version.
+    env_epoch: u64,
     replicas: Vec<Live>,
     desired: u32,
     memory: ScalerMemory,
@@ -113,6 +120,7 @@ impl Supervisor {
             generation,
             route,
             target: None,
+            env_epoch: 0,
             replicas: Vec::new(),
             desired: 0,
             memory: ScalerMemory::default(),
@@ -145,6 +153,7 @@ impl Supervisor {
             self.replicas.push(Live {
                 id: replica.id,
                 version: replica.version,
+                env_epoch: self.env_epoch,
                 port: replica.port,
                 phase: Phase::Starting,
                 ready_since: None,
@@ -192,6 +201,17 @@ impl Supervisor {
     async fn handle(&mut self, message: Message) {
         match message {
             Message::Reload => self.reload().await,
+            Message::SecretChanged(secret) => {
+                let named = self.target.as_ref().is_some_and(|(_, manifest)| {
+                    manifest.env.values().any(|value| {
+                        matches!(value, EnvValue::Secret { secret: name } if *name == secret)
+                    })
+                });
+                if named {
+                    self.env_epoch += 1;
+                    tracing::info!(app = %self.app_name, %secret, "Replicas roll over to take a secret's new value.");
+                }
+            }
             Message::Shutdown(done) => {
                 self.shutdown = Some(done);
                 self.target = None;
@@ -348,15 +368,17 @@ impl Supervisor {
     /// Starts, drains and stops replicas toward `desired` of the active version.
     async fn reconcile(&mut self) {
         let target_version = self.target.as_ref().map(|(version, _)| *version);
-        let is_current = |live: &Live| {
-            Some(live.version) == target_version
-                && matches!(live.phase, Phase::Starting | Phase::Ready)
-        };
+        let env_epoch = self.env_epoch;
+        // Of the active version, started with the secrets' current values.
+        let is_target =
+            |live: &Live| Some(live.version) == target_version && live.env_epoch == env_epoch;
+        let is_current =
+            |live: &Live| is_target(live) && matches!(live.phase, Phase::Starting | Phase::Ready);
         let current = self.replicas.iter().filter(|live| is_current(live)).count() as u32;
         let ready_current = self
             .replicas
             .iter()
-            .filter(|live| Some(live.version) == target_version && live.phase == Phase::Ready)
+            .filter(|live| is_target(live) && live.phase == Phase::Ready)
             .count() as u32;
 
         // Too few: start more, unless crashes ask for a pause.
@@ -393,12 +415,13 @@ impl Supervisor {
                 self.drain(&id).await;
             }
         }
-        // Old versions go once the active one is fully up (or nothing is wanted).
+        // Old versions (and replicas with old secret values) go once the active one is
+        // fully up (or nothing is wanted).
         if ready_current >= self.desired || target_version.is_none() {
             let old: Vec<(String, Phase)> = self
                 .replicas
                 .iter()
-                .filter(|live| Some(live.version) != target_version)
+                .filter(|live| !is_target(live))
                 .map(|live| (live.id.clone(), live.phase))
                 .collect();
             for (id, phase) in old {
@@ -454,6 +477,7 @@ impl Supervisor {
                 self.replicas.push(Live {
                     id: replica_id,
                     version,
+                    env_epoch: self.env_epoch,
                     port,
                     phase: Phase::Starting,
                     ready_since: None,

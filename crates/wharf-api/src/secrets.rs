@@ -2,7 +2,7 @@
 //! Anyone who may deploy an app can read a secret through it, so all three need the
 //! admin or publisher role.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -20,6 +20,16 @@ pub struct SecretInfo {
     pub updated_at: String,
     /// The user who set the current value.
     pub updated_by: String,
+    /// Apps whose active version names the secret.
+    pub used_by: Vec<String>,
+}
+
+/// `DELETE /api/v1/secrets/{name}?force=true`.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+pub struct DeleteQuery {
+    /// Delete even if apps use it (they then fail to start).
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// `PUT /api/v1/secrets/{name}`.
@@ -39,12 +49,13 @@ fn require_publisher(caller: &Caller) -> ApiResult<()> {
     caller.require_role(&["admin", "publisher"], "managing secrets")
 }
 
-fn secret_info(secret: wharf_store::SecretInfo) -> SecretInfo {
+fn secret_info((secret, used_by): (wharf_store::SecretInfo, Vec<String>)) -> SecretInfo {
     SecretInfo {
         name: secret.name,
         created_at: rfc3339(secret.created_at),
         updated_at: rfc3339(secret.updated_at),
         updated_by: secret.updated_by,
+        used_by,
     }
 }
 
@@ -84,15 +95,22 @@ pub async fn set_secret(
     })
 }
 
-/// Deletes a secret. Apps that name it fail to start until it is set again.
-#[utoipa::path(delete, path = "/api/v1/secrets/{name}", params(("name" = String, Path)),
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+/// Deletes a secret. One that apps use is refused (409, naming them) unless
+/// `force=true`; those apps then fail to start until it is set again.
+#[utoipa::path(delete, path = "/api/v1/secrets/{name}",
+    params(("name" = String, Path), DeleteQuery),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    (status = 409, body = ErrorBody)))]
 pub async fn delete_secret(
     caller: Caller,
     State(state): State<ApiState>,
     Path(name): Path<String>,
+    Query(query): Query<DeleteQuery>,
 ) -> ApiResult<StatusCode> {
     require_publisher(&caller)?;
-    state.control.delete_secret(&name, &caller.user).await?;
+    state
+        .control
+        .delete_secret(&name, &caller.user, query.force)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -2,6 +2,7 @@
 //! server's key in the store, and handed to workloads still sealed (the shim opens them
 //! just before the workload starts; see `wharf_runtime::SealedEnv`).
 
+use std::collections::BTreeMap;
 use wharf_model::manifest::{EnvValue, Manifest, MANIFEST_FILE};
 use wharf_runtime::SealedEnv;
 use wharf_store::SecretInfo;
@@ -70,11 +71,32 @@ impl Control {
         Ok(created)
     }
 
-    pub async fn list_secrets(&self) -> ControlResult<Vec<SecretInfo>> {
-        Ok(self.store().list_secrets().await?)
+    /// Every secret, each with the apps whose active version names it.
+    pub async fn list_secrets(&self) -> ControlResult<Vec<(SecretInfo, Vec<String>)>> {
+        let mut users = self.secret_users().await?;
+        let secrets = self.store().list_secrets().await?;
+        Ok(secrets
+            .into_iter()
+            .map(|secret| {
+                let apps = users.remove(&secret.name).unwrap_or_default();
+                (secret, apps)
+            })
+            .collect())
     }
 
-    pub async fn delete_secret(&self, name: &str, by: &str) -> ControlResult<()> {
+    /// Deletes a secret. One that an app's active version names is kept (409, naming the
+    /// apps) unless `force`: those apps would fail to start.
+    pub async fn delete_secret(&self, name: &str, by: &str, force: bool) -> ControlResult<()> {
+        if !force {
+            if let Some(apps) = self.secret_users().await?.remove(name) {
+                return Err(ControlError::Conflict(format!(
+                    "secret {name:?} is used by {}; their runs and replicas would fail to \
+                     start without it. Remove it from their manifests first, or delete it \
+                     anyway with --force",
+                    apps.join(", ")
+                )));
+            }
+        }
         if !self.store().delete_secret(name).await? {
             return Err(ControlError::NotFound(format!(
                 "there is no secret named {name:?}; `wharf secret list` lists them"
@@ -82,6 +104,27 @@ impl Control {
         }
         tracing::info!(secret = %name, by = %by, "A secret was deleted.");
         Ok(())
+    }
+
+    /// Secret name → the apps whose active version names it (sorted).
+    async fn secret_users(&self) -> ControlResult<BTreeMap<String, Vec<String>>> {
+        let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for app in self.store().list_apps().await? {
+            let Some(version) = app.active_version else {
+                continue;
+            };
+            let manifest = self.manifest(&app.id, version).await?;
+            for (_, secret) in referenced(&manifest) {
+                let apps = users.entry(secret.to_owned()).or_default();
+                if !apps.contains(&app.name) {
+                    apps.push(app.name.clone());
+                }
+            }
+        }
+        for apps in users.values_mut() {
+            apps.sort();
+        }
+        Ok(users)
     }
 
     /// At deploy: every secret the manifest names must exist.

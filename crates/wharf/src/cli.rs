@@ -166,9 +166,14 @@ pub enum SecretCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Delete a secret; apps that name it fail to start until it is set again.
+    /// Delete a secret. One that apps use is kept unless --force (they would fail to start).
     #[command(alias = "rm")]
-    Delete { name: String },
+    Delete {
+        name: String,
+        /// Delete it even if apps use it.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Args)]

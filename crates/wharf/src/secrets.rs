@@ -15,7 +15,7 @@ pub async fn secret(command: SecretCommand) -> anyhow::Result<()> {
     match command {
         SecretCommand::Set { name, from_file } => set(&name, from_file.as_deref()).await,
         SecretCommand::List { json } => list(json).await,
-        SecretCommand::Delete { name } => delete(&name).await,
+        SecretCommand::Delete { name, force } => delete(&name, force).await,
     }
 }
 
@@ -85,19 +85,24 @@ async fn list(json: bool) -> anyhow::Result<()> {
                 secret.name.clone(),
                 short_time(&secret.updated_at),
                 secret.updated_by.clone(),
-                short_time(&secret.created_at),
+                match secret.used_by.is_empty() {
+                    true => "-".to_owned(),
+                    false => secret.used_by.join(","),
+                },
             ]
         })
         .collect();
-    print_table(&["NAME", "UPDATED", "BY", "CREATED"], &rows);
+    print_table(&["NAME", "UPDATED", "BY", "USED BY"], &rows);
     Ok(())
 }
 
-async fn delete(name: &str) -> anyhow::Result<()> {
+async fn delete(name: &str, force: bool) -> anyhow::Result<()> {
     let client = Client::from_env()?;
-    client
-        .send(client.request(Method::DELETE, &format!("/secrets/{name}")))
-        .await?;
+    let path = match force {
+        true => format!("/secrets/{name}?force=true"),
+        false => format!("/secrets/{name}"),
+    };
+    client.send(client.request(Method::DELETE, &path)).await?;
     println!("Deleted secret {name}; apps that name it fail to start until it is set again");
     Ok(())
 }

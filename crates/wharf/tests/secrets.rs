@@ -120,6 +120,11 @@ fn secrets_reach_jobs_sealed_and_are_never_kept_in_the_clear() {
     let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
     assert_eq!(listed[0]["name"], "db-password", "{listed}");
     assert_eq!(listed[0]["updated_by"], "admin", "{listed}");
+    assert_eq!(
+        listed[0]["used_by"],
+        serde_json::json!(["report"]),
+        "{listed}"
+    );
     assert!(!listed.to_string().contains("pg-"), "{listed}");
 
     // No file of the server (database, WAL, run folders with their spec.json, logs) and
@@ -154,8 +159,16 @@ fn secrets_reach_jobs_sealed_and_are_never_kept_in_the_clear() {
         .unwrap();
     assert_eq!(anonymous.status().as_u16(), 401);
 
-    // Deleted: the next run fails to start and says why; deleting again is a 404.
-    let deleted = server.cli_ok(&["secret", "delete", "db-password"]);
+    // A secret in use is kept unless forced; deleted, the next run fails to start and
+    // says why; deleting again is a 404.
+    let kept = server.cli(&["secret", "delete", "db-password"]);
+    assert!(!kept.status.success());
+    let kept = String::from_utf8_lossy(&kept.stderr);
+    assert!(
+        kept.contains("secret \"db-password\" is used by report") && kept.contains("--force"),
+        "{kept}"
+    );
+    let deleted = server.cli_ok(&["secret", "delete", "db-password", "--force"]);
     assert!(deleted.contains("Deleted secret db-password"), "{deleted}");
     let (run, _) = run_log(&server);
     assert_eq!(run["state"], "failed", "{run}");
@@ -164,7 +177,7 @@ fn secrets_reach_jobs_sealed_and_are_never_kept_in_the_clear() {
             .contains("refers to secret \\\"db-password\\\", which does not exist"),
         "{run}"
     );
-    let again = server.cli(&["secret", "delete", "db-password"]);
+    let again = server.cli(&["secret", "delete", "db-password", "--force"]);
     assert!(!again.status.success());
     assert!(
         String::from_utf8_lossy(&again.stderr).contains("there is no secret named"),

@@ -162,6 +162,24 @@ impl Control {
         }))
     }
 
+    /// The value of one secret (notification channels), or why there is none.
+    pub(crate) async fn open_secret(&self, name: &str) -> Result<String, String> {
+        let found = self
+            .store()
+            .sealed_secrets(&[name.to_owned()])
+            .await
+            .map_err(|error| format!("could not read the secret {name:?}: {error}"))?;
+        let Some((_, sealed)) = found.into_iter().next() else {
+            return Err(format!(
+                "the secret {name:?} does not exist; create it with `wharf secret set {name}`"
+            ));
+        };
+        self.objects()
+            .secrets()
+            .open(&sealed)
+            .map_err(|error| format!("the secret {name:?} could not be opened: {error}"))
+    }
+
     /// `DATA/secret.key`, which the server creates at its first start.
     pub(crate) fn secret_key_file(&self) -> std::path::PathBuf {
         self.config().data_dir.join("secret.key")

@@ -45,11 +45,16 @@ impl Default for NotifySettings {
 pub struct ChannelSettings {
     /// "slack", "webhook" or "smtp".
     pub kind: String,
-    /// slack, webhook: the URL (or `url_env`, which keeps a token out of the file).
+    /// slack, webhook: the URL (or `url_env` or `url_secret`, which keep a token out of
+    /// the file).
     pub url: HiddenSecret,
     pub url_env: String,
+    /// The stored secret (`wharf secret set`) holding the URL.
+    pub url_secret: String,
     /// webhook: the variable holding the HMAC-SHA256 key.
     pub secret_env: String,
+    /// webhook: the stored secret holding the HMAC-SHA256 key.
+    pub signing_secret: String,
     /// smtp
     pub host: String,
     pub port: Option<u16>,
@@ -58,6 +63,8 @@ pub struct ChannelSettings {
     pub username: String,
     /// The variable holding the SMTP password.
     pub password_env: String,
+    /// The stored secret holding the SMTP password.
+    pub password_secret: String,
     /// A PEM file of CA certificates trusted for this server, besides the Mozilla roots.
     pub ca_file: String,
     pub from: String,
@@ -66,30 +73,88 @@ pub struct ChannelSettings {
 
 fn env_value(field: &str, variable: &str) -> anyhow::Result<ChannelSecret> {
     match std::env::var(variable) {
-        Ok(value) if !value.trim().is_empty() => Ok(ChannelSecret(value.trim().to_owned())),
+        Ok(value) if !value.trim().is_empty() => Ok(ChannelSecret::Value(value.trim().to_owned())),
         _ => anyhow::bail!(
             "invalid server configuration: {field} = \"{variable}\", but the environment variable {variable} is not set (or empty); set it in the server's environment"
         ),
     }
 }
 
+/// One way a credential can be given: the key and what it holds.
+struct Given<'a> {
+    key: &'a str,
+    text: &'a str,
+}
+
+/// A credential given at most one way: in the file (`value`), as the name of an
+/// environment variable (`env`), or as the name of a stored secret (`secret`, opened at
+/// each delivery). None when none is given.
+fn credential(
+    path: &str,
+    value: Option<Given>,
+    env: Given,
+    secret: Given,
+) -> anyhow::Result<Option<ChannelSecret>> {
+    let all: Vec<&Given> = value.iter().chain([&env, &secret]).collect();
+    let set: Vec<&str> = all
+        .iter()
+        .filter(|given| !given.text.trim().is_empty())
+        .map(|given| given.key)
+        .collect();
+    if set.len() > 1 {
+        anyhow::bail!(
+            "invalid server configuration: {path} has {}; keep one",
+            set.join(" and ")
+        );
+    }
+    if let Some(value) = value.filter(|value| !value.text.trim().is_empty()) {
+        return Ok(Some(ChannelSecret::Value(value.text.trim().to_owned())));
+    }
+    if !env.text.trim().is_empty() {
+        return env_value(&format!("{path}.{}", env.key), env.text.trim()).map(Some);
+    }
+    match secret.text.trim() {
+        "" => Ok(None),
+        name => {
+            wharf_control::check_secret_name(name).map_err(|error| {
+                anyhow::anyhow!(
+                    "invalid server configuration: {path}.{}: {error}",
+                    secret.key
+                )
+            })?;
+            Ok(Some(ChannelSecret::Stored(name.to_owned())))
+        }
+    }
+}
+
 fn url_of(path: &str, settings: &ChannelSettings) -> anyhow::Result<ChannelSecret> {
-    let url = match (settings.url.0.trim(), settings.url_env.trim()) {
-        ("", "") => anyhow::bail!(
-            "invalid server configuration: {path} needs url = \"https://...\" or url_env = \"VARIABLE\" (the variable holding the URL)"
-        ),
-        (url, "") => ChannelSecret(url.to_owned()),
-        ("", variable) => env_value(&format!("{path}.url_env"), variable)?,
-        _ => anyhow::bail!(
-            "invalid server configuration: {path} has both url and url_env; keep one"
-        ),
-    };
-    match reqwest::Url::parse(&url.0) {
-        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok(url),
+    let url = credential(
+        path,
+        Some(Given {
+            key: "url",
+            text: &settings.url.0,
+        }),
+        Given {
+            key: "url_env",
+            text: &settings.url_env,
+        },
+        Given {
+            key: "url_secret",
+            text: &settings.url_secret,
+        },
+    )?
+    .ok_or_else(|| {
+        anyhow::anyhow!(
+            "invalid server configuration: {path} needs url = \"https://...\", url_env = \"VARIABLE\" (the variable holding the URL) or url_secret = \"NAME\" (a secret set with `wharf secret set`)"
+        )
+    })?;
+    match &url {
         // The URL may hold a token: never repeat it.
-        _ => anyhow::bail!(
+        ChannelSecret::Value(text) if !wharf_control::notify::is_web_url(text) => anyhow::bail!(
             "invalid server configuration: the URL of {path} is not an http:// or https:// URL"
         ),
+        // A stored URL is checked when it is opened, at each delivery.
+        _ => Ok(url),
     }
 }
 
@@ -111,6 +176,7 @@ fn channel(name: &str, settings: &ChannelSettings) -> anyhow::Result<Channel> {
         ("security", !settings.security.is_empty()),
         ("username", !settings.username.is_empty()),
         ("password_env", !settings.password_env.is_empty()),
+        ("password_secret", !settings.password_secret.is_empty()),
         ("ca_file", !settings.ca_file.is_empty()),
         ("from", !settings.from.is_empty()),
         ("to", !settings.to.is_empty()),
@@ -118,17 +184,28 @@ fn channel(name: &str, settings: &ChannelSettings) -> anyhow::Result<Channel> {
     match settings.kind.trim() {
         "slack" => {
             unused(&smtp_keys_set)?;
-            unused(&[("secret_env", !settings.secret_env.is_empty())])?;
+            unused(&[
+                ("secret_env", !settings.secret_env.is_empty()),
+                ("signing_secret", !settings.signing_secret.is_empty()),
+            ])?;
             Ok(Channel::Slack {
                 url: url_of(&path, settings)?,
             })
         }
         "webhook" => {
             unused(&smtp_keys_set)?;
-            let secret = match settings.secret_env.trim() {
-                "" => None,
-                variable => Some(env_value(&format!("{path}.secret_env"), variable)?),
-            };
+            let secret = credential(
+                &path,
+                None,
+                Given {
+                    key: "secret_env",
+                    text: &settings.secret_env,
+                },
+                Given {
+                    key: "signing_secret",
+                    text: &settings.signing_secret,
+                },
+            )?;
             Ok(Channel::Webhook {
                 url: url_of(&path, settings)?,
                 secret,
@@ -146,8 +223,12 @@ fn channel(name: &str, settings: &ChannelSettings) -> anyhow::Result<Channel> {
 
 fn smtp_channel(path: &str, settings: &ChannelSettings) -> anyhow::Result<Channel> {
     anyhow::ensure!(
-        settings.url.0.is_empty() && settings.url_env.is_empty() && settings.secret_env.is_empty(),
-        "invalid server configuration: {path} is an smtp channel; url, url_env and secret_env do not apply, remove them"
+        settings.url.0.is_empty()
+            && settings.url_env.is_empty()
+            && settings.url_secret.is_empty()
+            && settings.secret_env.is_empty()
+            && settings.signing_secret.is_empty(),
+        "invalid server configuration: {path} is an smtp channel; url, url_env, url_secret, secret_env and signing_secret do not apply, remove them"
     );
     let security = match settings.security.trim() {
         "" | "starttls" => SmtpSecurity::StartTls,
@@ -175,14 +256,25 @@ fn smtp_channel(path: &str, settings: &ChannelSettings) -> anyhow::Result<Channe
             "invalid server configuration: {path}: \"{address}\" is not an e-mail address"
         );
     }
-    let (username, password) = match (settings.username.trim(), settings.password_env.trim()) {
-        ("", "") => (None, None),
-        (username, variable) if !username.is_empty() && !variable.is_empty() => (
-            Some(username.to_owned()),
-            Some(env_value(&format!("{path}.password_env"), variable)?),
-        ),
+    let password = credential(
+        path,
+        None,
+        Given {
+            key: "password_env",
+            text: &settings.password_env,
+        },
+        Given {
+            key: "password_secret",
+            text: &settings.password_secret,
+        },
+    )?;
+    let (username, password) = match (settings.username.trim(), password) {
+        ("", None) => (None, None),
+        (username, Some(password)) if !username.is_empty() => {
+            (Some(username.to_owned()), Some(password))
+        }
         _ => anyhow::bail!(
-            "invalid server configuration: {path} needs both username and password_env to log in, or neither"
+            "invalid server configuration: {path} needs both username and password_env (or password_secret) to log in, or neither"
         ),
     };
     if security == SmtpSecurity::None && password.is_some() {

@@ -598,4 +598,14 @@ fn server_configuration_errors_name_the_key() {
     check("listen = \"nowhere\"\n", &[], "listen");
     check("", &[("WHARF_MAX_BUNDLE_SIZE", "lots")], "max_bundle_size");
     check("sandbox = \"maybe\"\n", &[], "sandbox");
+    check(
+        "[notify.channels.x]\nkind = \"slack\"\nurl_env = \"A\"\nurl_secret = \"b\"\n",
+        &[],
+        "notify.channels.x has url_env and url_secret; keep one",
+    );
+    check(
+        "[notify.channels.x]\nkind = \"slack\"\nurl_secret = \"no spaces\"\n",
+        &[],
+        "notify.channels.x.url_secret: the secret name \"no spaces\" contains ' '",
+    );
 }

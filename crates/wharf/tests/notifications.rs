@@ -334,6 +334,57 @@ fn a_receiver_that_never_answers_ends_failed() {
 }
 
 #[test]
+fn channel_credentials_can_be_stored_secrets_opened_at_each_delivery() {
+    let receiver = Receiver::start(Vec::new());
+    let config = format!(
+        "kill_grace = \"1s\"\n\n[notify.channels.team-slack]\nkind = \"slack\"\n\
+         url_secret = \"slack-hook\"\n\n[notify.channels.ops]\nkind = \"webhook\"\n\
+         url = \"{}\"\nsigning_secret = \"hook-key\"\n",
+        receiver.url("/hook")
+    );
+    // The server starts before the secrets exist (they are set through it).
+    let server = Server::start_with(&config);
+    let channels = server.cli_ok(&["notify", "channels"]);
+    assert!(
+        channels.contains("the URL in secret \"slack-hook\""),
+        "{channels}"
+    );
+    let missing = server.cli(&["notify", "test", "team-slack"]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr)
+            .contains("the secret \"slack-hook\" does not exist; create it with `wharf secret set slack-hook`"),
+        "{missing:?}"
+    );
+
+    server.set_secret(
+        "slack-hook",
+        &receiver.url("/slack?token=xoxb-stored-token"),
+    );
+    server.set_secret("hook-key", HOOK_SECRET);
+    server.cli_ok(&["notify", "test", "team-slack"]);
+    let slack = receiver.wait_requests("/slack?token=xoxb-stored-token", 1);
+    assert!(slack[0].json()["text"]
+        .as_str()
+        .unwrap()
+        .contains("Test message from Wharf"));
+    server.cli_ok(&["notify", "test", "ops"]);
+    assert_signed(&receiver.wait_requests("/hook", 1)[0]);
+
+    // A new value applies from the next delivery; a stored URL is checked when opened.
+    server.set_secret("slack-hook", "not a url");
+    let bad = server.cli(&["notify", "test", "team-slack"]);
+    assert!(!bad.status.success());
+    let bad = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        bad.contains("is not an http:// or https:// URL") && !bad.contains("not a url"),
+        "{bad}"
+    );
+    let log = server.server_log();
+    assert!(!log.contains("xoxb-stored-token") && !log.contains(HOOK_SECRET));
+}
+
+#[test]
 fn channels_test_messages_and_deploy_checks() {
     let receiver = Receiver::start(Vec::new());
     let config = format!(

@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -16,31 +14,6 @@ const SECOND: &str = "pg-Rotated-77ab02";
 
 fn sha256_hex(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
-}
-
-/// `wharf secret set NAME` with `value` (and a newline) piped in; its output.
-fn set_secret(server: &Server, name: &str, value: &str) -> String {
-    let mut child = server
-        .cli_cmd(&["secret", "set", name])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run wharf secret set");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{value}\n").as_bytes())
-        .expect("write the value");
-    let output = child.wait_with_output().expect("wait");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "{text}");
-    text
 }
 
 /// A job that prints the SHA-256 of its DB_PASSWORD (never the value itself).
@@ -103,14 +76,18 @@ fn secrets_reach_jobs_sealed_and_are_never_kept_in_the_clear() {
         "{refused}"
     );
 
-    assert!(set_secret(&server, "db-password", FIRST).contains("Created secret db-password"));
+    assert!(server
+        .set_secret("db-password", FIRST)
+        .contains("Created secret db-password"));
     server.deploy(job("db-password").path());
     let (run, log) = run_log(&server);
     assert_eq!(run["state"], "succeeded", "{run}\n{log}");
     assert!(log.contains(&sha256_hex(FIRST)), "{log}");
 
     // A new value reaches the next run.
-    assert!(set_secret(&server, "db-password", SECOND).contains("Updated secret db-password"));
+    assert!(server
+        .set_secret("db-password", SECOND)
+        .contains("Updated secret db-password"));
     let (run, log) = run_log(&server);
     assert_eq!(run["state"], "succeeded", "{run}\n{log}");
     assert!(log.contains(&sha256_hex(SECOND)), "{log}");
@@ -188,7 +165,7 @@ fn secrets_reach_jobs_sealed_and_are_never_kept_in_the_clear() {
 #[test]
 fn a_service_gets_its_secret_and_rolls_over_to_a_new_value() {
     let server = Server::start();
-    set_secret(&server, "api-key", FIRST);
+    server.set_secret("api-key", FIRST);
     // A Python replica that answers with the SHA-256 of its API_KEY.
     let app = r#"
 import hashlib, os
@@ -220,7 +197,7 @@ HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
 
     // A new value: a new replica starts with it, then the old one drains; requests keep
     // being answered throughout.
-    set_secret(&server, "api-key", SECOND);
+    server.set_secret("api-key", SECOND);
     let rotated = wait_for(
         "the new value to be served",
         Duration::from_secs(60),

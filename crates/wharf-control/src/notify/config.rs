@@ -8,14 +8,44 @@ use lettre::transport::smtp::client::{Certificate, TlsParameters};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
-/// A credential (webhook URL with a token, HMAC key, SMTP password): usable as text,
-/// printed as `(hidden)` by `{:?}`, so configurations can be logged.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct ChannelSecret(pub String);
+/// A credential (webhook URL with a token, HMAC key, SMTP password): the value itself
+/// (from the server's environment or configuration file), or the name of a stored secret
+/// (`wharf secret set`), opened at each delivery so a new value applies at once. `{:?}`
+/// prints `(hidden)` or the secret's name, never a value, so configurations can be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ChannelSecret {
+    Value(String),
+    Stored(String),
+}
 
 impl std::fmt::Debug for ChannelSecret {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str("(hidden)")
+        match self {
+            ChannelSecret::Value(_) => formatter.write_str("(hidden)"),
+            ChannelSecret::Stored(name) => write!(formatter, "(secret {name:?})"),
+        }
+    }
+}
+
+impl ChannelSecret {
+    /// The value; a stored secret must have been opened first ([`Channel::opened`]).
+    pub(crate) fn value(&self) -> Result<&str, String> {
+        match self {
+            ChannelSecret::Value(value) => Ok(value),
+            ChannelSecret::Stored(name) => Err(format!("the secret {name:?} was not opened")),
+        }
+    }
+
+    /// Stored secrets opened with `open`; values as they are.
+    async fn opened<F, Fut>(&self, open: &F) -> Result<ChannelSecret, String>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<String, String>>,
+    {
+        match self {
+            ChannelSecret::Value(_) => Ok(self.clone()),
+            ChannelSecret::Stored(name) => open(name.clone()).await.map(ChannelSecret::Value),
+        }
     }
 }
 
@@ -128,6 +158,33 @@ pub enum Channel {
 }
 
 impl Channel {
+    /// This channel with its stored secrets opened by `open` (name → value).
+    pub(crate) async fn opened<F, Fut>(&self, open: F) -> Result<Channel, String>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<String, String>>,
+    {
+        Ok(match self {
+            Channel::Slack { url } => Channel::Slack {
+                url: checked_url(url.opened(&open).await?)?,
+            },
+            Channel::Webhook { url, secret } => Channel::Webhook {
+                url: checked_url(url.opened(&open).await?)?,
+                secret: match secret {
+                    Some(secret) => Some(secret.opened(&open).await?),
+                    None => None,
+                },
+            },
+            Channel::Smtp(smtp) => Channel::Smtp(SmtpChannel {
+                password: match &smtp.password {
+                    Some(password) => Some(password.opened(&open).await?),
+                    None => None,
+                },
+                ..smtp.clone()
+            }),
+        })
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Channel::Slack { .. } => "slack",
@@ -150,11 +207,15 @@ impl Channel {
             ),
             Err(_) => "(an invalid URL)".to_string(),
         };
+        let url_of = |url: &ChannelSecret| match url {
+            ChannelSecret::Value(url) => host_of(url),
+            ChannelSecret::Stored(name) => format!("the URL in secret {name:?}"),
+        };
         match self {
-            Channel::Slack { url } => host_of(&url.0),
+            Channel::Slack { url } => url_of(url),
             Channel::Webhook { url, secret } => format!(
                 "{}{}",
-                host_of(&url.0),
+                url_of(url),
                 if secret.is_some() { ", signed" } else { "" }
             ),
             Channel::Smtp(smtp) => format!(
@@ -165,6 +226,22 @@ impl Channel {
                 smtp.to.join(", ")
             ),
         }
+    }
+}
+
+/// Whether `url` is an http:// or https:// URL (the message never repeats it: it may
+/// hold a token).
+pub fn is_web_url(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|parsed| matches!(parsed.scheme(), "http" | "https"))
+}
+
+/// An opened URL, if it is one.
+fn checked_url(url: ChannelSecret) -> Result<ChannelSecret, String> {
+    match &url {
+        ChannelSecret::Value(text) if !is_web_url(text) => {
+            Err("the channel's URL is not an http:// or https:// URL".into())
+        }
+        _ => Ok(url),
     }
 }
 

@@ -16,7 +16,7 @@ use wharf_model::run::RunState;
 use wharf_store::{DeliveryAttempt, NewNotification, Notification};
 
 pub use crate::notify::config::{
-    is_mailbox, Channel, ChannelSecret, NotifyConfig, SmtpChannel, SmtpSecurity,
+    is_mailbox, is_web_url, Channel, ChannelSecret, NotifyConfig, SmtpChannel, SmtpSecurity,
     TrustedCertificates,
 };
 pub use crate::notify::send::{
@@ -77,8 +77,7 @@ impl Control {
         let channel = self.channel(name)?;
         let message = RunMessage::test(name, &self.config().notify.link_base);
         let id = crate::runs::new_run_id();
-        let result =
-            send::send_message(channel, &message, &id, self.config().notify.attempt_timeout).await;
+        let result = self.send_to(channel, &message, &id).await;
         match &result {
             Ok(()) => tracing::info!(channel = name, "Sent a test notification."),
             Err(error) => {
@@ -86,6 +85,26 @@ impl Control {
             }
         }
         Ok(result)
+    }
+
+    /// Sends one message, with the channel's stored secrets opened now (so a new value
+    /// applies from the next delivery on).
+    async fn send_to(
+        &self,
+        channel: &Channel,
+        message: &RunMessage,
+        delivery_id: &str,
+    ) -> Result<(), String> {
+        let channel = channel
+            .opened(|name| async move { self.open_secret(&name).await })
+            .await?;
+        send::send_message(
+            &channel,
+            message,
+            delivery_id,
+            self.config().notify.attempt_timeout,
+        )
+        .await
     }
 
     /// A run's notifications and how their delivery went.
@@ -193,10 +212,7 @@ impl Control {
         let result = match self.channel(&notification.channel) {
             Err(error) => Err(error.to_string()),
             Ok(channel) => match self.run_message(notification).await {
-                Ok(message) => {
-                    send::send_message(channel, &message, &notification.id, notify.attempt_timeout)
-                        .await
-                }
+                Ok(message) => self.send_to(channel, &message, &notification.id).await,
                 Err(error) => Err(error.to_string()),
             },
         };

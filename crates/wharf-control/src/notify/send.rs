@@ -34,7 +34,7 @@ pub(crate) async fn send_message(
             Channel::Slack { url } => {
                 let body = serde_json::to_vec(&message.slack_payload())
                     .map_err(|error| error.to_string())?;
-                post_json(&url.0, body, Vec::new(), timeout).await
+                post_json(url.value()?, body, Vec::new(), timeout).await
             }
             Channel::Webhook { url, secret } => {
                 let body = serde_json::to_vec(&message.webhook_payload())
@@ -48,10 +48,10 @@ pub(crate) async fn send_message(
                 if let Some(secret) = secret {
                     headers.push((
                         SIGNATURE_HEADER,
-                        format!("sha256={}", sign(&secret.0, timestamp, &body)),
+                        format!("sha256={}", sign(secret.value()?, timestamp, &body)),
                     ));
                 }
-                post_json(&url.0, body, headers, timeout).await
+                post_json(url.value()?, body, headers, timeout).await
             }
             Channel::Smtp(smtp) => send_mail(smtp, message, timeout).await,
         }
@@ -149,7 +149,10 @@ async fn send_mail(
         .tls(tls)
         .timeout(Some(timeout));
     if let (Some(username), Some(password)) = (&smtp.username, &smtp.password) {
-        transport = transport.credentials(Credentials::new(username.clone(), password.0.clone()));
+        transport = transport.credentials(Credentials::new(
+            username.clone(),
+            password.value()?.to_owned(),
+        ));
     }
     transport
         .build()
@@ -169,9 +172,10 @@ fn smtp_error_text(smtp: &SmtpChannel, error: &lettre::transport::smtp::Error) -
     if let Some(password) = smtp
         .password
         .as_ref()
-        .filter(|password| !password.0.is_empty())
+        .and_then(|password| password.value().ok())
+        .filter(|password| !password.is_empty())
     {
-        text = text.replace(&password.0, "(hidden)");
+        text = text.replace(password, "(hidden)");
     }
     if matches!(code, Some(530 | 534 | 535 | 538))
         || text.contains("No compatible authentication mechanism")

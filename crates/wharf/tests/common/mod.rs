@@ -141,6 +141,31 @@ impl Server {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
+    /// `wharf secret set NAME` with `value` (and a newline) piped in; its output.
+    pub fn set_secret(&self, name: &str, value: &str) -> String {
+        let mut child = self
+            .cli_cmd(&["secret", "set", name])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run wharf secret set");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("{value}\n").as_bytes())
+            .expect("write the value");
+        let output = child.wait_with_output().expect("wait");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.status.success(), "{text}");
+        text
+    }
+
     /// kill -9 of the server process only (its run supervisors live on).
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -247,6 +247,15 @@ fn email_with_starttls_and_login_through_a_real_smtp_server() {
         smtp.port,
         "starttls",
         &login("TEST_SMTP_WRONG_PASSWORD", &ca),
+    ) + &smtp_channel(
+        "mail-stored-password",
+        "localhost",
+        smtp.port,
+        "starttls",
+        &login("TEST_SMTP_PASSWORD", &ca).replace(
+            "password_env = \"TEST_SMTP_PASSWORD\"",
+            "password_secret = \"smtp-password\"",
+        ),
     );
     let server = start_wharf(&channels);
     let app = flaky_job(
@@ -288,6 +297,10 @@ fn email_with_starttls_and_login_through_a_real_smtp_server() {
     assert_no_password(&stderr);
     server.cli_ok(&["notify", "test", "mail"]);
     smtp.wait_messages(2);
+    // The password as a stored secret (`password_secret`), opened at delivery.
+    server.set_secret("smtp-password", SMTP_PASSWORD);
+    server.cli_ok(&["notify", "test", "mail-stored-password"]);
+    smtp.wait_messages(3);
     let channels = server.cli_ok(&["notify", "channels"]);
     assert_no_password(&channels);
     assert_no_password(&server.server_log());

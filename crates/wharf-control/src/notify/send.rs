@@ -182,10 +182,10 @@ fn smtp_error_text(smtp: &SmtpChannel, error: &lettre::transport::smtp::Error) -
     {
         return match &smtp.username {
             Some(username) => format!(
-                "authentication failed at the SMTP server {server} as \"{username}\": {text}; check username and the password in password_env"
+                "authentication failed at the SMTP server {server} as \"{username}\": {text}; check username and the password (password_env or password_secret)"
             ),
             None => format!(
-                "authentication failed at the SMTP server {server}: {text}; the server may require a login: set username and password_env"
+                "authentication failed at the SMTP server {server}: {text}; the server may require a login: set username and password_env (or password_secret)"
             ),
         };
     }

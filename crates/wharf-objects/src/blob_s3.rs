@@ -284,9 +284,7 @@ impl S3BlobStore {
         counter: &mut BodyCounter,
         part_size: usize,
     ) -> ObjectResult<()> {
-        let upload = self
-            .store
-            .put_multipart(location)
+        let upload = start_upload(self.store.clone(), location.clone())
             .await
             .map_err(|error| self.remote_error(location, error))?;
         let mut upload = RunningUpload::new(upload);
@@ -383,6 +381,27 @@ impl PartBuffer {
         self.len = 0;
         self.chunks.drain(..).collect()
     }
+}
+
+/// Starts a multipart upload in a task of its own, so that a write dropped while the
+/// store has not answered yet (the upload exists there, but its id is not known here)
+/// still aborts the upload once the answer comes, instead of leaving it behind.
+async fn start_upload(
+    store: AmazonS3,
+    location: Path,
+) -> object_store::Result<Box<dyn MultipartUpload>> {
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let started = store.put_multipart(&location).await;
+        // The write is gone: nobody will complete or abort this upload but us.
+        if let Err(Ok(mut upload)) = answer.send(started) {
+            let _ = upload.abort().await;
+        }
+    });
+    answered.await.map_err(|_| object_store::Error::Generic {
+        store: "S3",
+        source: "the task starting the multipart upload ended without an answer".into(),
+    })?
 }
 
 /// A multipart upload in progress. Dropped before it completed (the write's future was

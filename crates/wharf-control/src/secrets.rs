@@ -3,6 +3,7 @@
 //! just before the workload starts; see `wharf_runtime::SealedEnv`).
 
 use std::collections::BTreeMap;
+
 use wharf_model::manifest::{EnvValue, Manifest, MANIFEST_FILE};
 use wharf_runtime::SealedEnv;
 use wharf_store::SecretInfo;
@@ -42,6 +43,13 @@ fn referenced(manifest: &Manifest) -> Vec<(&str, &str)> {
             EnvValue::Plain(_) => None,
         })
         .collect()
+}
+
+/// Whether `manifest` gives some variable the value of secret `name`.
+pub(crate) fn names_secret(manifest: &Manifest, name: &str) -> bool {
+    referenced(manifest)
+        .iter()
+        .any(|(_, secret)| *secret == name)
 }
 
 impl Control {
@@ -129,6 +137,11 @@ impl Control {
 
     /// At deploy: every secret the manifest names must exist.
     pub(crate) async fn check_secrets_exist(&self, manifest: &Manifest) -> ControlResult<()> {
+        for (variable, name) in referenced(manifest) {
+            check_secret_name(name).map_err(|error| {
+                ControlError::InvalidBundle(format!("{MANIFEST_FILE}: env.{variable}: {error}"))
+            })?;
+        }
         self.sealed_env(manifest)
             .await
             .map(|_| ())

@@ -76,6 +76,16 @@ fn secrets_reach_jobs_sealed_and_are_never_kept_in_the_clear() {
         "{refused}"
     );
 
+    // A name no secret can have is refused at deploy with the rule.
+    let bad_name = server
+        .cli(&["deploy", job("db password").path().to_str().unwrap()])
+        .stderr;
+    let bad_name = String::from_utf8_lossy(&bad_name);
+    assert!(
+        bad_name.contains("env.DB_PASSWORD: the secret name \"db password\" contains ' '"),
+        "{bad_name}"
+    );
+
     assert!(server
         .set_secret("db-password", FIRST)
         .contains("Created secret db-password"));

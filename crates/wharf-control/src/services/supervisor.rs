@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
-use wharf_model::manifest::{AppKind, EnvValue, Manifest};
+use wharf_model::manifest::{AppKind, Manifest};
 use wharf_model::scaling::{ScalerMemory, ScalingSample, ScalingSettings};
 use wharf_proxy::{Access, AppRoute, Replica, ReplicaState, RouteSettings};
 use wharf_runtime::ExitStatus;
@@ -202,11 +202,10 @@ impl Supervisor {
         match message {
             Message::Reload => self.reload().await,
             Message::SecretChanged(secret) => {
-                let named = self.target.as_ref().is_some_and(|(_, manifest)| {
-                    manifest.env.values().any(|value| {
-                        matches!(value, EnvValue::Secret { secret: name } if *name == secret)
-                    })
-                });
+                let named = self
+                    .target
+                    .as_ref()
+                    .is_some_and(|(_, manifest)| crate::secrets::names_secret(manifest, &secret));
                 if named {
                     self.env_epoch += 1;
                     tracing::info!(app = %self.app_name, %secret, "Replicas roll over to take a secret's new value.");

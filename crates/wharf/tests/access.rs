@@ -5,9 +5,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::Stdio;
-
 use common::*;
 use reqwest::blocking::Response;
 use serde_json::Value;
@@ -63,29 +60,6 @@ fn whoami_with_cookie(server: &Server, cookie: &str) -> (u16, Value) {
     (status, response.json().unwrap_or(Value::Null))
 }
 
-fn add_user_with_stdin(server: &Server, args: &[&str], password: &str) -> String {
-    let mut child = server
-        .cli_cmd(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run wharf");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{password}\n").as_bytes())
-        .expect("write password");
-    let output = child.wait_with_output().expect("wait");
-    assert!(
-        output.status.success(),
-        "wharf {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 #[test]
 fn users_log_in_with_a_cookie_and_log_out() {
     let server = Server::start();
@@ -99,8 +73,7 @@ fn users_log_in_with_a_cookie_and_log_out() {
         .find(|line| line.len() == 24 && line.chars().all(|c| c.is_ascii_alphanumeric()))
         .unwrap_or_else(|| panic!("no generated password in {added}"))
         .to_owned();
-    add_user_with_stdin(
-        &server,
+    server.cli_ok_with_stdin(
         &[
             "user",
             "add",
@@ -235,11 +208,7 @@ fn users_log_in_with_a_cookie_and_log_out() {
 #[test]
 fn next_never_leaves_the_server() {
     let server = Server::start();
-    add_user_with_stdin(
-        &server,
-        &["user", "add", "ana", "--password-stdin"],
-        "correct horse",
-    );
+    server.cli_ok_with_stdin(&["user", "add", "ana", "--password-stdin"], "correct horse");
     for next in [
         "//evil.example/",
         "https://evil.example/",
@@ -260,19 +229,14 @@ fn next_never_leaves_the_server() {
 #[test]
 fn a_password_change_ends_sessions_and_failures_are_throttled() {
     let server = Server::start_with("kill_grace = \"1s\"\nlogin_max_failures = 3\n");
-    add_user_with_stdin(
-        &server,
-        &["user", "add", "ana", "--password-stdin"],
-        "correct horse",
-    );
+    server.cli_ok_with_stdin(&["user", "add", "ana", "--password-stdin"], "correct horse");
     let first =
         cookie_pair(&set_cookie(&login(&server, "ana", "correct horse", "/")).expect("cookie"));
     let second =
         cookie_pair(&set_cookie(&login(&server, "ana", "correct horse", "/")).expect("cookie"));
     assert_eq!(whoami_with_cookie(&server, &first).0, 200);
 
-    let changed = add_user_with_stdin(
-        &server,
+    let changed = server.cli_ok_with_stdin(
         &["user", "passwd", "ana", "--password-stdin"],
         "battery staple",
     );
@@ -308,11 +272,7 @@ fn a_password_change_ends_sessions_and_failures_are_throttled() {
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     assert!(throttled.text().unwrap().contains("Too many failed logins"));
     // Another user name is not affected.
-    add_user_with_stdin(
-        &server,
-        &["user", "add", "bob", "--password-stdin"],
-        "bob's secret",
-    );
+    server.cli_ok_with_stdin(&["user", "add", "bob", "--password-stdin"], "bob's secret");
     assert_eq!(
         login(&server, "bob", "bob's secret", "/").status().as_u16(),
         303
@@ -354,8 +314,7 @@ function(req) {
 #[test]
 fn a_logged_in_app_through_the_proxy_knows_its_user_until_logout() {
     let server = Server::start();
-    add_user_with_stdin(
-        &server,
+    server.cli_ok_with_stdin(
         &["user", "add", "ana", "--role", "viewer", "--password-stdin"],
         "correct horse battery",
     );

@@ -141,29 +141,34 @@ impl Server {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
-    /// `wharf secret set NAME` with `value` (and a newline) piped in; its output.
-    pub fn set_secret(&self, name: &str, value: &str) -> String {
+    /// Runs the CLI with `line` (and a newline) on its standard input; it must succeed.
+    /// Its standard output.
+    pub fn cli_ok_with_stdin(&self, args: &[&str], line: &str) -> String {
         let mut child = self
-            .cli_cmd(&["secret", "set", name])
+            .cli_cmd(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("run wharf secret set");
+            .expect("run wharf");
         child
             .stdin
             .take()
             .expect("stdin")
-            .write_all(format!("{value}\n").as_bytes())
-            .expect("write the value");
+            .write_all(format!("{line}\n").as_bytes())
+            .expect("write standard input");
         let output = child.wait_with_output().expect("wait");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
+        assert!(
+            output.status.success(),
+            "wharf {args:?}: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        assert!(output.status.success(), "{text}");
-        text
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// `wharf secret set NAME` with `value` piped in; its output.
+    pub fn set_secret(&self, name: &str, value: &str) -> String {
+        self.cli_ok_with_stdin(&["secret", "set", name], value)
     }
 
     /// kill -9 of the server process only (its run supervisors live on).

@@ -18,12 +18,11 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::uri::PathAndQuery;
-use http::{Method, Request, Response, StatusCode, Uri};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Frame;
 use hyper_util::rt::TokioIo;
 
-use crate::h1::{ExchangeError, ReplicaBody};
+use crate::h1::{ExchangeError, Outgoing, ReplicaBody};
 use crate::pool::send;
 use crate::routes::{AppRoute, InflightGuard, Replica, ReplicaState, RouteSettings};
 
@@ -34,12 +33,7 @@ const WHARF_COOKIES: [&str; 2] = [STICKY_COOKIE, "wharf_session"];
 
 // Built at compile time: `HeaderName::from_static` outside a const checks its argument on
 // every call.
-const X_WHARF_USER: HeaderName = HeaderName::from_static("x-wharf-user");
-const X_WHARF_ROLE: HeaderName = HeaderName::from_static("x-wharf-role");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 
 /// What the caller (the API layer) knows about the request.
 #[derive(Debug, Clone, Default)]
@@ -450,121 +444,185 @@ fn upstream_request(
     route: &AppRoute,
     context: &ForwardContext,
     websocket: bool,
-) -> Request<Body> {
+) -> Outgoing {
     let (mut parts, body) = request.into_parts();
-    // HTTP/2 clients name the host in the URI, not in a header.
-    let authority_host = parts
-        .uri
-        .authority()
-        .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok());
-    // Origin form (`/path?query`): the connection already goes to the replica.
-    parts.uri = Uri::from(
-        parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/")),
-    );
-    parts.version = http::Version::HTTP_11;
+    // First what is taken away from the request's headers...
     let headers = &mut parts.headers;
     let websocket_upgrade = websocket
         .then(|| headers.get(header::UPGRADE).cloned())
         .flatten();
     remove_hop_by_hop(headers);
-    if let Some(upgrade) = websocket_upgrade {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(header::UPGRADE, upgrade);
-    }
     // Nothing the client says about itself under X-Wharf-* is believed.
-    let spoofed: Vec<HeaderName> = headers
+    if headers
         .keys()
-        .filter(|name| name.as_str().starts_with("x-wharf-"))
-        .cloned()
-        .collect();
-    for name in spoofed {
-        headers.remove(name);
-    }
-    if let Some(user) = &context.user {
-        if let Ok(value) = HeaderValue::from_str(user) {
-            headers.insert(X_WHARF_USER, value);
-        }
-    }
-    if let Some(role) = &context.role {
-        if let Ok(value) = HeaderValue::from_str(role) {
-            headers.insert(X_WHARF_ROLE, value);
+        .any(|name| name.as_str().starts_with("x-wharf-"))
+    {
+        let spoofed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| name.as_str().starts_with("x-wharf-"))
+            .cloned()
+            .collect();
+        for name in spoofed {
+            headers.remove(name);
         }
     }
     if context.strip_authorization {
         headers.remove(header::AUTHORIZATION);
     }
     strip_wharf_cookies(headers);
-    let host = headers.get(header::HOST).cloned().or(authority_host);
-    if let Some(ip) = context.client_addr.map(|address| address.ip()) {
-        append_forwarded_for(headers, ip);
+
+    // ... then what Wharf sets, written straight into the outgoing head in place of any
+    // header of the same name (inserting into the request's full map would rehash it).
+    let headers = &parts.headers;
+    let (client_ip, forwarded_for, replica_host);
+    let mut added = Added::default();
+    if let Some(upgrade) = &websocket_upgrade {
+        added.push("connection", b"upgrade");
+        added.push("upgrade", upgrade.as_bytes());
     }
-    headers.insert(
-        X_FORWARDED_PROTO,
-        HeaderValue::from_static(if context.scheme == "https" {
-            "https"
-        } else {
-            "http"
-        }),
-    );
+    if let Some(user) = context.user.as_deref().filter(|user| is_header_value(user)) {
+        added.push("x-wharf-user", user.as_bytes());
+    }
+    if let Some(role) = context.role.as_deref().filter(|role| is_header_value(role)) {
+        added.push("x-wharf-role", role.as_bytes());
+    }
+    if let Some(ip) = context.client_addr.map(|address| address.ip()) {
+        client_ip = IpText::new(ip);
+        forwarded_for = forwarded_for_value(headers, client_ip.as_str());
+        added.push(
+            "x-forwarded-for",
+            forwarded_for
+                .as_deref()
+                .unwrap_or(client_ip.as_str())
+                .as_bytes(),
+        );
+    }
+    let scheme: &[u8] = if context.scheme == "https" {
+        b"https"
+    } else {
+        b"http"
+    };
+    added.push("x-forwarded-proto", scheme);
+    // HTTP/2 clients name the host in the URI, not in a header. (The head sent has the
+    // origin form, `/path?query`, whatever form the URI has.)
+    let host = headers
+        .get(header::HOST)
+        .map(HeaderValue::as_bytes)
+        .or_else(|| {
+            parts
+                .uri
+                .authority()
+                .map(|authority| authority.as_str().as_bytes())
+        })
+        .filter(|host| is_header_value(host));
     match host {
         Some(host) => {
-            headers.insert(header::HOST, host.clone());
-            headers.insert(X_FORWARDED_HOST, host);
+            added.push("host", host);
+            added.push("x-forwarded-host", host);
         }
         None => {
-            if let Ok(value) = HeaderValue::from_str(&replica.addr.to_string()) {
-                headers.insert(header::HOST, value);
-            }
+            replica_host = replica.addr.to_string();
+            added.push("host", replica_host.as_bytes());
         }
     }
-    headers.insert(X_FORWARDED_PREFIX, route.prefix_header.clone());
-    Request::from_parts(parts, body)
+    added.push("x-forwarded-prefix", route.prefix_header.as_bytes());
+    Outgoing::new(&parts, body, added.as_slice())
 }
 
-fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
-    let value = match headers
+/// The headers Wharf sets on a request to a replica (at most [`Added::MAX`]), borrowed
+/// from where their values already are.
+struct Added<'a> {
+    entries: [(&'static str, &'a [u8]); Added::MAX],
+    len: usize,
+}
+
+impl Default for Added<'_> {
+    fn default() -> Self {
+        Added {
+            entries: [("", b""); Added::MAX],
+            len: 0,
+        }
+    }
+}
+
+impl<'a> Added<'a> {
+    /// Connection, Upgrade, X-Wharf-User, X-Wharf-Role, Host and four X-Forwarded-*.
+    const MAX: usize = 9;
+
+    fn push(&mut self, name: &'static str, value: &'a [u8]) {
+        self.entries[self.len] = (name, value);
+        self.len += 1;
+    }
+
+    fn as_slice(&self) -> &[(&'static str, &'a [u8])] {
+        &self.entries[..self.len]
+    }
+}
+
+/// Whether `value` can be sent as a header value as it is (no control characters, so no
+/// line breaks: the same rule as `HeaderValue`'s).
+fn is_header_value(value: impl AsRef<[u8]>) -> bool {
+    value
+        .as_ref()
+        .iter()
+        .all(|&byte| byte == b'\t' || (byte >= 0x20 && byte != 0x7f))
+}
+
+/// `X-Forwarded-For` when the request had one: its value with `client` appended. `None`
+/// when it had none: the header is `client` alone.
+fn forwarded_for_value(headers: &HeaderMap, client: &str) -> Option<String> {
+    let existing = headers
         .get(X_FORWARDED_FOR)
         .and_then(|value| value.to_str().ok())
-    {
-        Some(existing) if !existing.trim().is_empty() => {
-            HeaderValue::from_str(&format!("{}, {ip}", existing.trim())).ok()
-        }
-        _ => Some(ip_header_value(ip)),
-    };
-    if let Some(value) = value {
-        headers.insert(X_FORWARDED_FOR, value);
-    }
+        .map(str::trim)
+        .filter(|existing| !existing.is_empty())?;
+    Some(format!("{existing}, {client}"))
 }
 
-/// `ip` as a header value. IPv4, the common case, is written without `fmt`, which costs
-/// more than the rest of the header rewrite.
-fn ip_header_value(ip: IpAddr) -> HeaderValue {
-    let IpAddr::V4(v4) = ip else {
-        return HeaderValue::from_str(&ip.to_string()).expect("an IPv6 address is a valid header");
-    };
-    let mut text = [0u8; 15];
-    let mut length = 0;
-    for (index, octet) in v4.octets().into_iter().enumerate() {
-        if index > 0 {
-            text[length] = b'.';
-            length += 1;
+/// An address's display form, without `fmt` for IPv4 (the common case: `fmt` cost more
+/// than the rest of the header rewrite).
+struct IpText {
+    text: [u8; 45],
+    len: usize,
+}
+
+impl IpText {
+    fn new(ip: IpAddr) -> IpText {
+        let mut text = [0u8; 45];
+        let mut len = 0;
+        match ip {
+            IpAddr::V4(v4) => {
+                for (index, octet) in v4.octets().into_iter().enumerate() {
+                    if index > 0 {
+                        text[len] = b'.';
+                        len += 1;
+                    }
+                    if octet >= 100 {
+                        text[len] = b'0' + octet / 100;
+                        len += 1;
+                    }
+                    if octet >= 10 {
+                        text[len] = b'0' + octet / 10 % 10;
+                        len += 1;
+                    }
+                    text[len] = b'0' + octet % 10;
+                    len += 1;
+                }
+            }
+            IpAddr::V6(v6) => {
+                use std::io::Write as _;
+                let mut rest = &mut text[..];
+                // 45 bytes hold the longest form (`ffff:…:255.255.255.255`).
+                let _ = write!(rest, "{v6}");
+                len = 45 - rest.len();
+            }
         }
-        if octet >= 100 {
-            text[length] = b'0' + octet / 100;
-            length += 1;
-        }
-        if octet >= 10 {
-            text[length] = b'0' + octet / 10 % 10;
-            length += 1;
-        }
-        text[length] = b'0' + octet % 10;
-        length += 1;
+        IpText { text, len }
     }
-    HeaderValue::from_bytes(&text[..length]).expect("digits and dots are a valid header")
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.text[..self.len]).unwrap_or_default()
+    }
 }
 
 /// Removes Wharf's own cookies from every `Cookie` header (and empty headers after that).
@@ -694,10 +752,6 @@ mod tests {
 
     #[test]
     fn client_addresses_are_written_as_their_display_form() {
-        let check = |ip: &str| {
-            let ip: IpAddr = ip.parse().unwrap();
-            assert_eq!(ip_header_value(ip).to_str().unwrap(), ip.to_string());
-        };
         for ip in [
             "0.0.0.0",
             "127.0.0.1",
@@ -708,15 +762,28 @@ mod tests {
             "::1",
             "2001:db8::8a2e:370:7334",
             "::ffff:10.0.0.1",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "::ffff:255.255.255.255",
         ] {
-            check(ip);
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(IpText::new(ip).as_str(), ip.to_string());
         }
-        let mut map = headers(&[("x-forwarded-for", " 203.0.113.7 ")]);
-        append_forwarded_for(&mut map, "10.0.0.2".parse().unwrap());
-        assert_eq!(map[X_FORWARDED_FOR], "203.0.113.7, 10.0.0.2");
-        let mut map = headers(&[]);
-        append_forwarded_for(&mut map, "10.0.0.2".parse().unwrap());
-        assert_eq!(map[X_FORWARDED_FOR], "10.0.0.2");
+        let map = headers(&[("x-forwarded-for", " 203.0.113.7 ")]);
+        assert_eq!(
+            forwarded_for_value(&map, "10.0.0.2").as_deref(),
+            Some("203.0.113.7, 10.0.0.2")
+        );
+        assert_eq!(forwarded_for_value(&headers(&[]), "10.0.0.2"), None);
+        let map = headers(&[("x-forwarded-for", "  ")]);
+        assert_eq!(forwarded_for_value(&map, "10.0.0.2"), None);
+    }
+
+    #[test]
+    fn header_values_with_control_characters_are_not_sent() {
+        assert!(is_header_value("alice"));
+        assert!(is_header_value("Zoë\tx"));
+        assert!(!is_header_value("alice\r\nx-evil: 1"));
+        assert!(!is_header_value("a\x7f"));
     }
 
     #[test]
@@ -759,12 +826,81 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_for_is_appended() {
-        let mut map = headers(&[("x-forwarded-for", "10.0.0.1")]);
-        append_forwarded_for(&mut map, "127.0.0.1".parse().unwrap());
-        assert_eq!(map["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
-        let mut map = HeaderMap::new();
-        append_forwarded_for(&mut map, "::1".parse().unwrap());
-        assert_eq!(map["x-forwarded-for"], "::1");
+    fn requests_to_replicas_carry_wharfs_headers_in_place_of_the_clients() {
+        let routes = crate::Routes::default();
+        let route = routes.upsert("app", crate::RouteSettings::default());
+        let replica = Replica::new("r1", "127.0.0.1:4000".parse().unwrap(), ReplicaState::Ready);
+        let head = |request: Request<Body>, context: &ForwardContext, websocket: bool| {
+            let outgoing = upstream_request(request, &replica, &route, context, websocket);
+            String::from_utf8(outgoing.head().to_vec()).unwrap()
+        };
+        let context = ForwardContext {
+            client_addr: Some("10.0.0.2:5555".parse().unwrap()),
+            user: Some("alice".into()),
+            role: Some("viewer".into()),
+            strip_authorization: true,
+            scheme: "https",
+        };
+        let request = Request::builder()
+            .uri("/data?x=1")
+            .header("host", "wharf.example")
+            .header("x-wharf-user", "mallory")
+            .header("X-Wharf-Anything", "1")
+            .header("x-forwarded-for", "203.0.113.7")
+            .header("x-forwarded-proto", "gopher")
+            .header("x-forwarded-host", "evil")
+            .header("x-forwarded-prefix", "/evil")
+            .header("authorization", "Bearer wharf-token")
+            .header("connection", "keep-alive, x-hop")
+            .header("x-hop", "1")
+            .header("cookie", "wharf_session=s; theme=dark")
+            .header("accept", "text/html")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(
+            head(request, &context, false),
+            "GET /data?x=1 HTTP/1.1\r\n\
+             accept: text/html\r\n\
+             cookie: theme=dark\r\n\
+             x-wharf-user: alice\r\n\
+             x-wharf-role: viewer\r\n\
+             x-forwarded-for: 203.0.113.7, 10.0.0.2\r\n\
+             x-forwarded-proto: https\r\n\
+             host: wharf.example\r\n\
+             x-forwarded-host: wharf.example\r\n\
+             x-forwarded-prefix: /apps/app\r\n\r\n"
+        );
+
+        // A WebSocket handshake keeps its upgrade; an HTTP/2 request's host is its
+        // authority; a user name that would break the head is not sent.
+        let context = ForwardContext {
+            user: Some("bob\r\nx-evil: 1".into()),
+            scheme: "http",
+            ..ForwardContext::default()
+        };
+        let request = Request::builder()
+            .uri("http://h2.example/ws")
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-key", "k")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(
+            head(request, &context, true),
+            "GET /ws HTTP/1.1\r\n\
+             sec-websocket-key: k\r\n\
+             connection: upgrade\r\n\
+             upgrade: websocket\r\n\
+             x-forwarded-proto: http\r\n\
+             host: h2.example\r\n\
+             x-forwarded-host: h2.example\r\n\
+             x-forwarded-prefix: /apps/app\r\n\r\n"
+        );
+
+        // No host at all: the replica's address.
+        let request = Request::builder().uri("/").body(Body::empty()).unwrap();
+        let sent = head(request, &ForwardContext::default(), false);
+        assert!(sent.contains("host: 127.0.0.1:4000\r\n"), "{sent}");
+        assert!(!sent.contains("x-forwarded-host"), "{sent}");
     }
 }

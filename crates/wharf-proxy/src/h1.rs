@@ -28,7 +28,7 @@ use std::task::{ready, Context, Poll};
 use axum::body::Body;
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Version};
+use http::{Method, Response, StatusCode, Version};
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -121,8 +121,15 @@ enum RequestFraming {
 }
 
 impl Outgoing {
-    pub(crate) fn new(request: Request<Body>) -> Outgoing {
-        let (parts, body) = request.into_parts();
+    /// Serialises a request's head, with `added` (lower-case names, valid values) in place
+    /// of any headers of those names the request has. The proxy's own headers go in here
+    /// rather than into the request's map: inserting into a full `HeaderMap` rehashes it,
+    /// which cost more than writing the whole head.
+    pub(crate) fn new(
+        parts: &http::request::Parts,
+        body: Body,
+        added: &[(&str, &[u8])],
+    ) -> Outgoing {
         let hint = body.size_hint();
         let (framing, body) = if body.is_end_stream() {
             (RequestFraming::None, None)
@@ -146,13 +153,16 @@ impl Outgoing {
         head.extend_from_slice(b" HTTP/1.1\r\n");
         for (name, value) in &parts.headers {
             // The body's framing is this connection's own (the client's was hop-by-hop).
-            if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            if name == header::CONTENT_LENGTH
+                || name == header::TRANSFER_ENCODING
+                || added.iter().any(|(replaced, _)| *replaced == name.as_str())
+            {
                 continue;
             }
-            head.extend_from_slice(name.as_str().as_bytes());
-            head.extend_from_slice(b": ");
-            head.extend_from_slice(value.as_bytes());
-            head.extend_from_slice(b"\r\n");
+            write_header(&mut head, name.as_str(), value.as_bytes());
+        }
+        for (name, value) in added {
+            write_header(&mut head, name, value);
         }
         match framing {
             RequestFraming::Length(length) => {
@@ -176,10 +186,29 @@ impl Outgoing {
         }
     }
 
+    /// `request` as it is, nothing added.
+    #[cfg(test)]
+    pub(crate) fn from_request(request: http::Request<Body>) -> Outgoing {
+        let (parts, body) = request.into_parts();
+        Outgoing::new(&parts, body, &[])
+    }
+
+    #[cfg(test)]
+    pub(crate) fn head(&self) -> &[u8] {
+        &self.head
+    }
+
     /// Whether the request can be sent again after a failed attempt (its body is empty).
     pub(crate) fn can_resend(&self) -> bool {
         matches!(self.framing, RequestFraming::None)
     }
+}
+
+fn write_header(head: &mut Vec<u8>, name: &str, value: &[u8]) {
+    head.extend_from_slice(name.as_bytes());
+    head.extend_from_slice(b": ");
+    head.extend_from_slice(value);
+    head.extend_from_slice(b"\r\n");
 }
 
 /// A response head, and how its body is framed.
@@ -347,6 +376,9 @@ struct HeaderSpan {
 /// Header values share the head's bytes; keep-alive is decided from `Connection` and the
 /// version.
 fn take_head(buffer: &mut BytesMut) -> Result<Option<Incoming>, ExchangeError> {
+    if buffer.is_empty() {
+        return Ok(None); // the usual case before the first read: nothing to parse
+    }
     let mut spans = [HeaderSpan::default(); MAX_HEADERS];
     let (used, code, http_10, count) = {
         let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];

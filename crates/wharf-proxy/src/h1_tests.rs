@@ -1,4 +1,5 @@
 use super::*;
+use http::Request;
 
 fn check_chunked(input: &[u8], expect: Result<&[u8], &str>) {
     // Fed whole, and one byte at a time: the decoder must not depend on how reads split.
@@ -237,7 +238,7 @@ fn response_heads_decide_framing_and_keep_alive() {
 #[test]
 fn request_heads_frame_their_bodies() {
     let check = |request: Request<Body>, expect: &str, resend: bool| {
-        let outgoing = Outgoing::new(request);
+        let outgoing = Outgoing::from_request(request);
         assert_eq!(String::from_utf8(outgoing.head.clone()).unwrap(), expect);
         assert_eq!(outgoing.can_resend(), resend);
     };
@@ -317,7 +318,7 @@ async fn round_trip(
 ) -> Result<(StatusCode, HeaderMapSnapshot, Vec<u8>), String> {
     let stream = TcpStream::connect(addr).await.unwrap();
     let mut connection = Connection::new(stream);
-    let mut outgoing = Outgoing::new(request);
+    let mut outgoing = Outgoing::from_request(request);
     let incoming = exchange(&mut connection, &mut outgoing)
         .await
         .map_err(|error| error.to_string())?;

@@ -12,8 +12,6 @@ use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use http::Request;
 use rustc_hash::FxHashMap;
 
 use crate::h1::{exchange, Connection, ExchangeError, Incoming, Outgoing};
@@ -114,15 +112,14 @@ pub(crate) enum SendError {
     Exchange(#[from] ExchangeError),
 }
 
-/// Sends `request` on a pooled connection to `addr` and reads the response head. A request
-/// without a body that meets a kept connection the replica had just closed (no answer at
-/// all) is sent once more on a new connection.
+/// Sends `outgoing` on a pooled connection to `addr` and reads the response head. A
+/// request without a body that meets a kept connection the replica had just closed (no
+/// answer at all) is sent once more on a new connection.
 pub(crate) async fn send(
     addr: SocketAddr,
     connect_timeout: Duration,
-    request: Request<Body>,
+    mut outgoing: Outgoing,
 ) -> Result<(Incoming, Connection), SendError> {
-    let mut outgoing = Outgoing::new(request);
     if let Some(mut connection) = take_idle(addr) {
         match exchange(&mut connection, &mut outgoing).await {
             Ok(incoming) => return Ok((incoming, connection)),
@@ -140,8 +137,8 @@ mod send_tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    use http::header;
-
+    use axum::body::Body;
+    use http::{header, Request};
     use http_body_util::BodyExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -187,9 +184,13 @@ mod send_tests {
             .header(header::HOST, "test")
             .body(Body::empty())
             .unwrap();
-        let (incoming, connection) = send(addr, Duration::from_secs(5), request)
-            .await
-            .expect("the request reaches the replica");
+        let (incoming, connection) = send(
+            addr,
+            Duration::from_secs(5),
+            Outgoing::from_request(request),
+        )
+        .await
+        .expect("the request reaches the replica");
         // Back to the pool once the body ended.
         let body = crate::h1::ReplicaBody::new(connection, addr, &incoming);
         let body = body.collect().await.unwrap().to_bytes();
@@ -222,10 +223,14 @@ mod send_tests {
             listener.local_addr().unwrap()
         };
         let request = Request::new(Body::empty());
-        let error = send(addr, Duration::from_secs(5), request)
-            .await
-            .err()
-            .expect("nothing listens there");
+        let error = send(
+            addr,
+            Duration::from_secs(5),
+            Outgoing::from_request(request),
+        )
+        .await
+        .err()
+        .expect("nothing listens there");
         assert!(error.to_string().starts_with("cannot connect"), "{error}");
     }
 }

@@ -19,7 +19,7 @@ const DURATION: Duration = Duration::from_secs(3);
 /// Every target is measured this many times at each connection count, the targets taking
 /// turns, and the run with the median req/s is reported: the machine's speed drifts by
 /// ±15% within minutes here, and turns spread the drift over all targets alike.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 const WARM_UP: Duration = Duration::from_secs(1);
 const GOAL_VS_NGINX: f64 = 0.9;
 const GOAL_VS_CHP: f64 = 3.0;
@@ -465,8 +465,10 @@ pub fn measure(bench: &Bench) -> anyhow::Result<Section> {
              HTTP/1.1 to the backend); **configurable-http-proxy** (npm, `--default-target` the backend); \
              **express + http-proxy-middleware** (npm, `pathFilter` on the prefix, default agent). \
              Only one proxy is under load at a time; the baselines forward to one backend process, \
-             Wharf to its own replica of the same binary. Wharf serves connections on one \
-             single-threaded runtime per core (`http_threads`), as nginx runs one worker per core. \"× direct\" is req/s over direct's at the same \
+             Wharf to its own replica of the same binary. Wharf serves connections on \
+             single-threaded runtimes, one per core plus one (the `http_threads` default: with one \
+             per core, a core whose thread waited sat idle while requests queued on the other), and \
+             nginx runs one worker per core (a third worker gained nginx nothing here). \"× direct\" is req/s over direct's at the same \
              connections; \"added p50\" is the target's p50 minus direct's.\n\n{}",
             DURATION.as_secs(),
             WARM_UP.as_secs(),

@@ -1,6 +1,5 @@
 //! The HTTP front: accepts connections on the API listener and serves each one on one of
-//! a few single-threaded runtimes (one per core), as nginx serves from one process per
-//! core.
+//! a few single-threaded runtimes (one per core, plus one), nginx-style.
 //!
 //! Why: a proxied request crosses two connections (client and replica). On tokio's
 //! work-stealing runtime the tasks of those connections wake one another across threads;
@@ -8,6 +7,14 @@
 //! "Reverse proxy throughput"). Here a connection, its proxied requests, and the
 //! connections to replicas they use ([`wharf_proxy`]'s per-thread pool) all stay on one
 //! thread.
+//!
+//! Why one more than the cores: a front thread's work comes in bursts between waits on
+//! clients and replicas, and with exactly one per core a core whose thread waits sits idle
+//! while requests queue on the other's. Measured on two cores shared with the load
+//! generator and the replica: 2 threads left ~10% of the CPU idle at 256 connections and
+//! reached 0.68–0.80× nginx's req/s at 64 and 256 connections; 3 threads left ~1% idle and
+//! matched nginx (0.98–1.03×); 4 threads lost 7% at 8 connections. nginx itself gains
+//! nothing from a third worker (docs/benchmarks.md, "Reverse proxy throughput").
 //!
 //! Requests under `/apps/` are proxied right there. Everything else (the API, login,
 //! health, metrics) is handed to the axum router on the main runtime, where the control
@@ -53,7 +60,7 @@ struct Worker {
 }
 
 /// Serves `listener` until `shutdown` resolves, on `threads` front threads (0: one per
-/// core). Returns after open requests finished or [`DRAIN_LIMIT`] passed.
+/// core, plus one). Returns after open requests finished or [`DRAIN_LIMIT`] passed.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
@@ -61,7 +68,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     let threads = match threads {
-        0 => std::thread::available_parallelism().map_or(1, |cores| cores.get()),
+        0 => std::thread::available_parallelism().map_or(1, |cores| cores.get()) + 1,
         count => count,
     };
     let shared = Arc::new(Shared {

@@ -33,7 +33,7 @@ pub struct ServerArgs {
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     pub listen: String,
-    /// Threads that serve HTTP connections and proxy requests to apps; 0: one per core.
+    /// Threads that serve HTTP connections and proxy requests to apps; 0: one per core, plus one.
     pub http_threads: u32,
     pub data_dir: PathBuf,
     pub sandbox: SandboxPolicy,

@@ -391,17 +391,18 @@ fn new_session_id() -> String {
 
 fn is_websocket_upgrade(request: &Request<Body>) -> bool {
     let headers = request.headers();
-    let upgrade = headers
-        .get(header::UPGRADE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.eq_ignore_ascii_case("websocket"));
-    let connection_upgrade = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
-    upgrade && connection_upgrade && request.method() == Method::GET
+    // Cheapest first: most requests stop at the method or at the missing `Upgrade`.
+    request.method() == Method::GET
+        && headers
+            .get(header::UPGRADE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.eq_ignore_ascii_case("websocket"))
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
 }
 
 /// Headers that belong to one connection (RFC 9110 7.6.1), never forwarded.

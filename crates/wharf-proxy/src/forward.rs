@@ -898,6 +898,25 @@ mod tests {
              x-forwarded-prefix: /apps/app\r\n\r\n"
         );
 
+        // Every header Wharf can set, at once (`Added::MAX` of them).
+        let context = ForwardContext {
+            client_addr: Some("[2001:db8::1]:5555".parse().unwrap()),
+            user: Some("alice".into()),
+            role: Some("admin".into()),
+            strip_authorization: false,
+            scheme: "http",
+        };
+        let request = Request::builder()
+            .uri("/ws")
+            .header("host", "wharf.example")
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .body(Body::empty())
+            .unwrap();
+        let sent = head(request, &context, true);
+        assert_eq!(sent.matches("\r\n").count(), 1 + Added::MAX + 1, "{sent}");
+        assert!(sent.contains("x-forwarded-for: 2001:db8::1\r\n"), "{sent}");
+
         // No host at all: the replica's address.
         let request = Request::builder().uri("/").body(Body::empty()).unwrap();
         let sent = head(request, &ForwardContext::default(), false);

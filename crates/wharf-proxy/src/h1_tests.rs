@@ -1,6 +1,8 @@
 use super::*;
 use http::Request;
 
+use crate::chunked::{MAX_CHUNK_LINE, MAX_TRAILERS};
+
 fn check_chunked(input: &[u8], expect: Result<&[u8], &str>) {
     // Fed whole, and one byte at a time: the decoder must not depend on how reads split.
     for step in [input.len().max(1), 1] {

@@ -13,12 +13,14 @@
 //! there) and signals demand; the control plane starts and stops replicas. It knows no
 //! users either: the API layer authenticates and passes the user in [`ForwardContext`].
 
+mod chunked;
 mod forward;
 mod h1;
 pub mod metrics;
 mod pool;
 mod probe;
 mod pump;
+mod rewrite;
 mod routes;
 
 pub use crate::forward::{forward, plain, ForwardContext, STICKY_COOKIE};

@@ -468,7 +468,8 @@ pub fn measure(bench: &Bench) -> anyhow::Result<Section> {
              Wharf to its own replica of the same binary. Wharf serves connections on \
              single-threaded runtimes, one per core plus one (the `http_threads` default: with one \
              per core, a core whose thread waited sat idle while requests queued on the other), and \
-             nginx runs one worker per core (a third worker gained nginx nothing here). \"× direct\" is req/s over direct's at the same \
+             nginx runs one worker per core, as `worker_processes auto` does (a third worker, tried \
+             by hand with the same wrk runs, was 0.97× of two at 256 connections). \"× direct\" is req/s over direct's at the same \
              connections; \"added p50\" is the target's p50 minus direct's.\n\n{}",
             DURATION.as_secs(),
             WARM_UP.as_secs(),

@@ -14,7 +14,9 @@
 //! generator and the replica: 2 threads left ~10% of the CPU idle at 256 connections and
 //! reached 0.68–0.80× nginx's req/s at 64 and 256 connections; 3 threads left ~1% idle and
 //! matched nginx (0.98–1.03×); 4 threads lost 7% at 8 connections. nginx itself gains
-//! nothing from a third worker (docs/benchmarks.md, "Reverse proxy throughput").
+//! nothing from a third worker (0.97× of two at 256 connections). Rotating 3 s wrk runs
+//! per setting, geometric mean of the per-round ratios; `wharf-bench proxy` with
+//! `WHARF_HTTP_THREADS=2` shows the old count against nginx.
 //!
 //! Requests under `/apps/` are proxied right there. Everything else (the API, login,
 //! health, metrics) is handed to the axum router on the main runtime, where the control
